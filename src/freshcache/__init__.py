@@ -1,0 +1,76 @@
+"""freshcache: cache-aside caching whose invalidation is correct by construction."""
+
+from freshcache._async.backends.base import AsyncBackend
+from freshcache._async.backends.memory import AsyncMemoryBackend
+from freshcache._async.cache import AsyncCache
+from freshcache._entries import MISSING, PENDING_VERSION, FillStatus, FillTicket
+from freshcache._exceptions import (
+    BackendError,
+    BackendTimeoutError,
+    ConfigurationError,
+    FreshcacheError,
+    InvalidKeyError,
+    LeaseTimeoutError,
+    SerializationError,
+    SignatureError,
+)
+from freshcache._keys import Template, validate_key, validate_pattern, validate_tag
+from freshcache._metrics import CacheMetrics, Histogram
+from freshcache._serializers import (
+    JSONSerializer,
+    MsgpackSerializer,
+    Serializer,
+    SignedPickleSerializer,
+    get_serializer,
+)
+from freshcache._sync.backends.base import Backend
+from freshcache._sync.backends.memory import MemoryBackend
+from freshcache._sync.cache import Cache
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MISSING",
+    "PENDING_VERSION",
+    "AsyncBackend",
+    "AsyncCache",
+    "AsyncMemoryBackend",
+    "Backend",
+    "BackendError",
+    "BackendTimeoutError",
+    "Cache",
+    "CacheMetrics",
+    "ConfigurationError",
+    "FillStatus",
+    "FillTicket",
+    "FreshcacheError",
+    "Histogram",
+    "InvalidKeyError",
+    "JSONSerializer",
+    "LeaseTimeoutError",
+    "MemoryBackend",
+    "MsgpackSerializer",
+    "SerializationError",
+    "Serializer",
+    "SignatureError",
+    "SignedPickleSerializer",
+    "Template",
+    "__version__",
+    "get_serializer",
+    "validate_key",
+    "validate_pattern",
+    "validate_tag",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The Redis backends need the optional redis package: imported on first use.
+    if name == "AsyncRedisBackend":
+        from freshcache._async.backends.redis import AsyncRedisBackend
+
+        return AsyncRedisBackend
+    if name == "RedisBackend":
+        from freshcache._sync.backends.redis import RedisBackend
+
+        return RedisBackend
+    raise AttributeError(f"module 'freshcache' has no attribute {name!r}")

@@ -1,0 +1,332 @@
+"""The Redis backend, on redis-py (its asyncio client here, the sync one once generated).
+
+Hit reads that know their tags cost one MGET; everything conditional runs in a Lua script
+(:mod:`freshcache._lua`), loaded once and re-sent by redis-py on NOSCRIPT.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio
+import redis.asyncio.retry
+import redis.backoff
+import redis.exceptions
+
+from freshcache import _lua
+from freshcache._async.backends.base import AsyncBackend
+from freshcache._entries import (
+    MAGIC,
+    MISSING,
+    FillStatus,
+    FillTicket,
+    _Missing,
+    decode_entry,
+    encode_entry,
+    new_version,
+)
+from freshcache._exceptions import (
+    BackendError,
+    BackendTimeoutError,
+    ConfigurationError,
+    SerializationError,
+)
+from freshcache._keys import validate_key
+from freshcache._serializers import Serializer, get_serializer
+
+log = logging.getLogger("freshcache")
+
+_FOREIGN_ERRORS = (redis.exceptions.RedisError, OSError)
+_SCAN_BATCH = 1000
+
+
+def _backend_error(exc: BaseException) -> BackendError:
+    if isinstance(exc, (redis.exceptions.TimeoutError, TimeoutError)):
+        return BackendTimeoutError(f"redis timed out: {exc}")
+    return BackendError(f"redis: {type(exc).__name__}: {exc}")
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class AsyncRedisBackend(AsyncBackend):
+    """Entries, versions, pending marks and leases in Redis, under one namespace."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        namespace: str = "fc",
+        serializer: Serializer | str = "json",
+        pickle_key: bytes | str | None = None,
+        tag_ttl: float = 86_400.0,
+        owns_client: bool = False,
+    ) -> None:
+        try:
+            validate_key(namespace)
+        except ValueError as exc:
+            raise ConfigurationError(f"namespace: {exc}") from None
+        if isinstance(serializer, str):
+            serializer = get_serializer(serializer, key=pickle_key)
+        if not tag_ttl > 0:
+            raise ConfigurationError(f"tag_ttl must be a positive number of seconds, not {tag_ttl}")
+        self.client = client
+        self.namespace = namespace
+        self.serializer = serializer
+        self.tag_ttl = tag_ttl
+        self._owns_client = owns_client
+        # The hash tag {namespace} puts all of a namespace's keys in one cluster slot.
+        self._entry_prefix = f"{{{namespace}}}:e:"
+        self._tag_prefix = f"{{{namespace}}}:t:"
+        self._hold_prefix = f"{{{namespace}}}:h:"
+        self._lease_prefix = f"{{{namespace}}}:l:"
+        self._header_start = b"%s %s " % (MAGIC, serializer.name.encode())
+        self._get_entries = client.register_script(_lua.GET_ENTRIES)
+        self._begin_fill = client.register_script(_lua.BEGIN_FILL)
+        self._fill = client.register_script(_lua.FILL)
+        self._release = client.register_script(_lua.RELEASE)
+        self._invalidate = client.register_script(_lua.INVALIDATE)
+        self._mark_pending = client.register_script(_lua.MARK_PENDING)
+        self._clear_pending = client.register_script(_lua.CLEAR_PENDING)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str | None = None,
+        serializer: Serializer | str | None = None,
+        pickle_key: bytes | str | None = None,
+        tag_ttl: float | None = None,
+        socket_timeout: float = 2.0,
+        connect_timeout: float = 1.0,
+        retries: int = 1,
+        max_connections: int | None = None,
+    ) -> AsyncRedisBackend:
+        """A backend on its own connection pool.
+
+        The URL's query may carry ``namespace``, ``serializer`` and ``tag_ttl`` too;
+        the rest of it goes to redis-py. One quick retry by default: a down server must
+        cost a failed read in milliseconds, not redis-py's default seconds of backoff.
+        """
+        parts = urlsplit(url)
+        ours = {"namespace", "serializer", "tag_ttl"}
+        query = parse_qsl(parts.query)
+        given = {k: v for k, v in query if k in ours}
+        rest = urlunsplit(
+            parts._replace(query=urlencode([(k, v) for k, v in query if k not in ours]))
+        )
+        retry = redis.asyncio.retry.Retry(
+            redis.backoff.ExponentialBackoff(cap=0.05, base=0.005), retries
+        )
+        try:
+            client = redis.asyncio.Redis.from_url(
+                rest,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=connect_timeout,
+                retry=retry,
+                max_connections=max_connections,
+                decode_responses=False,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
+        return cls(
+            client,
+            namespace=namespace or given.get("namespace", "fc"),
+            serializer=serializer or given.get("serializer", "json"),
+            pickle_key=pickle_key,
+            tag_ttl=tag_ttl if tag_ttl is not None else float(given.get("tag_ttl", 86_400.0)),
+            owns_client=True,
+        )
+
+    def _tag_keys(self, tags: Sequence[str]) -> list[str]:
+        prefix = self._tag_prefix
+        return [prefix + tag for tag in tags]
+
+    def _hold_keys(self, tags: Sequence[str]) -> list[str]:
+        prefix = self._hold_prefix
+        return [prefix + tag for tag in tags]
+
+    def _loads(self, data: bytes, offset: int) -> Any:
+        return self.serializer.loads(data[offset:])
+
+    # Reads
+
+    async def get(self, key: str, tags: Sequence[str] | None = None) -> Any | _Missing:
+        if tags is None:
+            return (await self._get_by_script([key])).get(key, MISSING)
+        names = [self._entry_prefix + key]
+        names.extend(self._tag_prefix + tag for tag in tags)
+        try:
+            values = cast("list[bytes | None]", await self.client.mget(names))
+        except _FOREIGN_ERRORS as exc:
+            raise _backend_error(exc) from exc
+        data = values[0]
+        if data is None:
+            return MISSING
+        versions = values[1:]
+        if None not in versions:
+            # The common case: the entry carries exactly the hinted tags, in order, at the
+            # current versions; then its header is this, byte for byte.
+            header = b"%s%d\n" % (self._header_start, len(tags)) + b"".join(
+                b"%s %s\n" % (tag.encode(), version)
+                for tag, version in zip(tags, versions, strict=True)
+            )
+            if data.startswith(header):
+                return self._loads(data, len(header))
+        name, pairs, payload = decode_entry(data)
+        current = {tag.encode(): version for tag, version in zip(tags, versions, strict=True)}
+        for tag, version in pairs:
+            if tag not in current:  # the hint was wrong: let the server check every tag
+                return (await self._get_by_script([key])).get(key, MISSING)
+            if current[tag] != version:
+                return MISSING
+        return self._payload(name, payload)
+
+    def _payload(self, name: str, payload: bytes) -> Any:
+        if name != self.serializer.name:
+            raise SerializationError(
+                f"entry was written with the {name} serializer; this cache reads {self.serializer.name}"
+            )
+        return self.serializer.loads(payload)
+
+    async def _get_by_script(self, keys: Sequence[str]) -> dict[str, Any]:
+        try:
+            found = await self._get_entries(
+                keys=[self._entry_prefix + key for key in keys], args=[self._tag_prefix]
+            )
+        except _FOREIGN_ERRORS as exc:
+            raise _backend_error(exc) from exc
+        out = {}
+        for key, data in zip(keys, found, strict=True):
+            if data:
+                name, _, payload = decode_entry(data)
+                out[key] = self._payload(name, payload)
+        return out
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        if not keys:
+            return {}
+        return await self._get_by_script(list(keys))
+
+    # Fills
+
+    async def begin_fill(
+        self, key: str, tags: Sequence[str], *, token: str, lease_ttl: float | None
+    ) -> FillTicket:
+        keys = [self._lease_prefix + key, *self._tag_keys(tags)]
+        args: list[Any] = [token, _ms(lease_ttl) if lease_ttl else 0, _ms(self.tag_ttl)]
+        args.extend(new_version() for _ in tags)
+        try:
+            answer = await self._begin_fill(keys=keys, args=args)
+        except _FOREIGN_ERRORS as exc:
+            raise _backend_error(exc) from exc
+        status = FillStatus(answer[0].decode())
+        return FillTicket(status, [version.decode() for version in answer[1:]])
+
+    async def fill(
+        self,
+        key: str,
+        value: Any,
+        tags: Sequence[str],
+        versions: Sequence[str],
+        *,
+        ttl: float,
+        token: str | None,
+    ) -> bool:
+        try:
+            entry = encode_entry(self.serializer.name, tags, versions, self.serializer.dumps(value))
+        except SerializationError:
+            if token is not None:
+                await self.release_lease(key, token)
+            raise
+        keys = [self._entry_prefix + key, self._lease_prefix + key, *self._tag_keys(tags)]
+        try:
+            stored = await self._fill(keys=keys, args=[token or "", _ms(ttl), entry, *versions])
+        except _FOREIGN_ERRORS as exc:
+            raise _backend_error(exc) from exc
+        return bool(stored)
+
+    async def release_lease(self, key: str, token: str) -> None:
+        try:
+            await self._release(keys=[self._lease_prefix + key], args=[token])
+        except _FOREIGN_ERRORS as exc:
+            raise _backend_error(exc) from exc
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        try:
+            return int(await self.client.unlink(*[self._entry_prefix + key for key in keys]))
+        except _FOREIGN_ERRORS as exc:
+            raise _backend_error(exc) from exc
+
+    async def delete_pattern(self, pattern: str) -> int:
+        return await self._delete_matching(self._entry_prefix + pattern)
+
+    async def _delete_matching(self, match: str) -> int:
+        deleted = 0
+        batch: list[bytes] = []
+        try:
+            async for name in self.client.scan_iter(match=match, count=_SCAN_BATCH):
+                batch.append(name)
+                if len(batch) >= _SCAN_BATCH:
+                    deleted += await self.client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                deleted += await self.client.unlink(*batch)
+        except _FOREIGN_ERRORS as exc:
+            raise _backend_error(exc) from exc
+        return deleted
+
+    # Tags
+
+    async def _run_on_tags(self, script: Any, tags: Sequence[str], *args: Any) -> None:
+        if not tags:
+            return
+        keys = self._tag_keys(tags) + self._hold_keys(tags)
+        try:
+            await script(keys=keys, args=[len(tags), *args])
+        except _FOREIGN_ERRORS as exc:
+            raise _backend_error(exc) from exc
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> None:
+        await self._run_on_tags(self._invalidate, tags)
+
+    async def mark_pending(self, tags: Sequence[str], *, token: str, ttl: float) -> None:
+        await self._run_on_tags(self._mark_pending, tags, token, _ms(ttl))
+
+    async def clear_pending(self, tags: Sequence[str], *, token: str, committed: bool) -> None:
+        await self._run_on_tags(
+            self._clear_pending, tags, token, "1" if committed else "0", _ms(self.tag_ttl)
+        )
+
+    async def tag_versions(self, tags: Sequence[str]) -> Mapping[str, str | None]:
+        if not tags:
+            return {}
+        try:
+            values = cast("list[bytes | None]", await self.client.mget(self._tag_keys(tags)))
+        except _FOREIGN_ERRORS as exc:
+            raise _backend_error(exc) from exc
+        return {tag: None if v is None else v.decode() for tag, v in zip(tags, values, strict=True)}
+
+    # Housekeeping
+
+    async def clear(self) -> None:
+        await self._delete_matching(f"{{{self.namespace}}}:*")
+
+    async def ping(self) -> None:
+        try:
+            await self.client.ping()
+        except _FOREIGN_ERRORS as exc:
+            raise _backend_error(exc) from exc
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()

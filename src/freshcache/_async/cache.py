@@ -1,0 +1,467 @@
+"""AsyncCache: the policy of cache-aside reads, fills and invalidation over a backend."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from freshcache._async.backends.base import AsyncBackend
+from freshcache._calls import async_invoke
+from freshcache._entries import MISSING, FillStatus, new_token
+from freshcache._exceptions import BackendError, ConfigurationError
+from freshcache._keys import Template, validate_key, validate_pattern, validate_tags
+from freshcache._metrics import CacheMetrics
+from freshcache._synchronization import AsyncEvent, async_sleep
+
+log = logging.getLogger("freshcache")
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FIRST_POLL = 0.002
+_MAX_POLL = 0.05
+
+
+class _Flight:
+    """One load in progress in this process; the callers that arrive meanwhile wait on it."""
+
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = AsyncEvent()
+        self.value: Any = MISSING
+        self.error: BaseException | None = None
+
+
+class AsyncCache:
+    """A cache-aside cache whose fills can never store data older than an invalidation.
+
+    Reads degrade to the loader when the backend fails (counted in ``backend_errors``);
+    pass ``raise_errors=True`` to see those failures instead. Invalidations always raise
+    :class:`BackendError` on failure: losing one silently would serve stale data, and the
+    invalidation manager queues and retries them for writers.
+    """
+
+    def __init__(
+        self,
+        backend: AsyncBackend,
+        *,
+        default_ttl: float = 300.0,
+        ttl_jitter: float = 0.0,
+        lease_ttl: float = 10.0,
+        lease_wait: float | None = None,
+        cache_none: bool = False,
+        negative_ttl: float | None = None,
+        raise_errors: bool = False,
+        metrics: CacheMetrics | None = None,
+    ) -> None:
+        if not isinstance(backend, AsyncBackend):
+            raise ConfigurationError(
+                f"backend must be an AsyncBackend, not {type(backend).__name__}"
+            )
+        _check_seconds("default_ttl", default_ttl)
+        _check_seconds("lease_ttl", lease_ttl)
+        if negative_ttl is not None:
+            _check_seconds("negative_ttl", negative_ttl)
+        if lease_wait is not None and lease_wait < 0:
+            raise ConfigurationError(f"lease_wait must be zero or more seconds, not {lease_wait}")
+        if not 0.0 <= ttl_jitter < 1.0:
+            raise ConfigurationError(f"ttl_jitter is a fraction in [0, 1), not {ttl_jitter}")
+        self.backend = backend
+        self.default_ttl = default_ttl
+        self.ttl_jitter = ttl_jitter
+        self.lease_ttl = lease_ttl
+        self.lease_wait = lease_ttl if lease_wait is None else lease_wait
+        self.cache_none = cache_none
+        self.negative_ttl = negative_ttl
+        self.raise_errors = raise_errors
+        self.metrics = metrics if metrics is not None else CacheMetrics()
+        self._flights: dict[str, _Flight] = {}
+        self._get_count = 0
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> AsyncCache:
+        """A cache on ``memory://`` or ``redis://host:port/db`` (see ``backend_from_url``)."""
+        from freshcache._async.backends import registry
+
+        backend_options = {
+            k: options.pop(k) for k in list(options) if k in registry.BACKEND_OPTIONS
+        }
+        return cls(registry.async_backend_from_url(url, **backend_options), **options)
+
+    async def __aenter__(self) -> AsyncCache:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    # Reads
+
+    async def get(self, key: str, default: Any = None, *, tags: Sequence[str] | None = None) -> Any:
+        """The cached value of ``key``, or ``default`` on a miss."""
+        value = await self._lookup(key, tags)
+        return default if value is MISSING else value
+
+    async def _lookup(self, key: str, tags: Sequence[str] | None) -> Any:
+        metrics = self.metrics
+        self._get_count += 1
+        timed = self._get_count % metrics.get_sample_every == 0
+        started = time.perf_counter() if timed else 0.0
+        try:
+            value = await self.backend.get(key, tags)
+        except BackendError as exc:
+            self._backend_failed("get", exc)
+            value = MISSING
+        if timed:
+            metrics.get_latency.observe(time.perf_counter() - started)
+        if value is MISSING:
+            metrics.misses += 1
+        else:
+            metrics.hits += 1
+        return value
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The hits among ``keys``, as a dict; misses are left out."""
+        keys = list(keys)
+        try:
+            found = await self.backend.get_many(keys)
+        except BackendError as exc:
+            self._backend_failed("get_many", exc)
+            found = {}
+        self.metrics.hits += len(found)
+        self.metrics.misses += len(keys) - len(found)
+        return found
+
+    # Writes
+
+    async def set(
+        self, key: str, value: Any, *, tags: Iterable[str] = (), ttl: float | None = None
+    ) -> bool:
+        """Store ``value`` under the current versions of ``tags``.
+
+        The data behind ``value`` was read before this call, so an invalidation between
+        that read and this call goes unseen: prefer :meth:`get_or_load`, which reads the
+        versions before the load. False when not stored (a tag is held by a writer, or
+        the backend failed).
+        """
+        key = validate_key(key)
+        tag_list = validate_tags(tags)
+        ttl = self._ttl(ttl)
+        try:
+            ticket = await self.backend.begin_fill(key, tag_list, token=new_token(), lease_ttl=None)
+            if ticket.status is not FillStatus.ACQUIRED:
+                return False
+            stored = await self.backend.fill(
+                key, value, tag_list, ticket.versions, ttl=ttl, token=None
+            )
+        except BackendError as exc:
+            self._backend_failed("set", exc)
+            return False
+        self.metrics.sets += stored
+        return stored
+
+    async def set_many(
+        self, items: Mapping[str, Any], *, tags: Iterable[str] = (), ttl: float | None = None
+    ) -> int:
+        """Store every item under ``tags``; how many were stored."""
+        tag_list = validate_tags(tags)
+        for key in items:
+            validate_key(key)
+        stored = 0
+        for key, value in items.items():
+            stored += await self.set(key, value, tags=tag_list, ttl=ttl)
+        return stored
+
+    async def delete(self, *keys: str) -> int:
+        """Delete entries by key; how many existed. Same as :meth:`invalidate_keys`."""
+        return await self.invalidate_keys(keys)
+
+    # Loading
+
+    async def get_or_load(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        *,
+        tags: Iterable[str] = (),
+        ttl: float | None = None,
+        cache_none: bool | None = None,
+    ) -> Any:
+        """The cached value of ``key``; on a miss, ``loader()``'s result, cached under ``tags``.
+
+        Concurrent misses on one key run ``loader`` once: in this process they wait for
+        the same call; across processes, for the holder of the key's lease, at most
+        ``lease_wait`` seconds, after which they load without filling. A holder that
+        dies loses its lease after ``lease_ttl`` and another caller takes over.
+        """
+        tag_list = tags if isinstance(tags, (list, tuple)) else list(tags)
+        value = await self._lookup(key, tag_list)
+        if value is not MISSING:
+            return value
+        key = validate_key(key)
+        tag_list = validate_tags(tag_list)
+        flight = _Flight()
+        while True:
+            # setdefault is atomic, so exactly one caller (task or thread) leads the load.
+            leader = self._flights.setdefault(key, flight)
+            if leader is flight:
+                break
+            # The leader waits at most lease_wait for another process, then loads.
+            if not await leader.done.wait(self.lease_wait + self.lease_ttl):
+                self.metrics.lease_timeouts += 1
+                return await self._load(loader)
+            if leader.error is not None:
+                raise leader.error
+            if leader.value is not MISSING:
+                return leader.value
+        try:
+            flight.value = await self._load_and_fill(key, loader, tag_list, ttl, cache_none)
+            return flight.value
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            flight.done.set()
+
+    async def _load_and_fill(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        tags: Sequence[str],
+        ttl: float | None,
+        cache_none: bool | None,
+    ) -> Any:
+        token = new_token()
+        deadline = time.monotonic() + self.lease_wait
+        poll = _FIRST_POLL
+        waited = False
+        while True:
+            try:
+                ticket = await self.backend.begin_fill(
+                    key, tags, token=token, lease_ttl=self.lease_ttl
+                )
+            except BackendError as exc:
+                self._backend_failed("begin_fill", exc)
+                return await self._load(loader)
+            if ticket.status is FillStatus.PENDING:
+                self.metrics.pending_bypasses += 1
+                return await self._load(loader)
+            if ticket.status is FillStatus.ACQUIRED:
+                return await self._load_holding_lease(
+                    key, loader, tags, ticket.versions, token, ttl, cache_none
+                )
+            # Another process is loading: wait for its fill, then read it.
+            if not waited:
+                self.metrics.lease_waits += 1
+                waited = True
+            if time.monotonic() >= deadline:
+                self.metrics.lease_timeouts += 1
+                return await self._load(loader)
+            await async_sleep(poll)
+            poll = min(poll * 1.5, _MAX_POLL)
+            try:
+                value = await self.backend.get(key, tags)
+            except BackendError as exc:
+                self._backend_failed("get", exc)
+                return await self._load(loader)
+            if value is not MISSING:
+                return value
+
+    async def _load_holding_lease(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        tags: Sequence[str],
+        versions: Sequence[str],
+        token: str,
+        ttl: float | None,
+        cache_none: bool | None,
+    ) -> Any:
+        try:
+            value = await self._load(loader)
+        except BaseException:
+            await self._release(key, token)
+            raise
+        if value is None and not (self.cache_none if cache_none is None else cache_none):
+            await self._release(key, token)
+            return value
+        if value is None and self.negative_ttl is not None and ttl is None:
+            ttl = self.negative_ttl
+        try:
+            stored = await self.backend.fill(
+                key, value, tags, versions, ttl=self._ttl(ttl), token=token
+            )
+        except BackendError as exc:
+            self._backend_failed("fill", exc)
+            return value
+        if stored:
+            self.metrics.sets += 1
+        else:
+            self.metrics.stale_fills_rejected += 1
+        return value
+
+    async def _release(self, key: str, token: str) -> None:
+        try:
+            await self.backend.release_lease(key, token)
+        except BackendError as exc:
+            self._backend_failed("release_lease", exc)
+
+    async def _load(self, loader: Callable[[], Any]) -> Any:
+        metrics = self.metrics
+        metrics.loads += 1
+        started = time.perf_counter()
+        try:
+            return await async_invoke(loader)
+        except BaseException:
+            metrics.load_errors += 1
+            raise
+        finally:
+            metrics.load_latency.observe(time.perf_counter() - started)
+
+    def cached(
+        self,
+        *,
+        key: str,
+        tags: Iterable[str] = (),
+        ttl: float | None = None,
+        cache_none: bool | None = None,
+    ) -> Callable[[F], F]:
+        """Cache a function's results under ``key`` and ``tags``, templates filled from its arguments.
+
+        ``@cache.cached(key="user:{user_id}:progress", tags=["user:{user_id}"])``. The
+        wrapper has ``key_for(*args, **kwargs)`` and ``invalidate(*args, **kwargs)``.
+        """
+        key_template = Template(key, kind="key")
+        tag_templates = [Template(tag, kind="tag") for tag in tags]
+
+        def decorate(function: F) -> F:
+            signature = inspect.signature(function)
+            wanted = {*key_template.fields, *(f for t in tag_templates for f in t.fields)}
+            unknown = wanted.difference(signature.parameters)
+            if unknown:
+                raise ConfigurationError(
+                    f"cached({key!r}) on {function.__qualname__}: the templates name "
+                    f"{', '.join(sorted(unknown))}, which are not parameters of the function"
+                )
+
+            def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                return bound.arguments
+
+            def key_for(*args: Any, **kwargs: Any) -> str:
+                return key_template.format(arguments(args, kwargs))
+
+            @functools.wraps(function)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                values = arguments(args, kwargs)
+                return await self.get_or_load(
+                    key_template.format(values),
+                    lambda: function(*args, **kwargs),
+                    tags=[template.format(values) for template in tag_templates],
+                    ttl=ttl,
+                    cache_none=cache_none,
+                )
+
+            async def invalidate(*args: Any, **kwargs: Any) -> int:
+                return await self.invalidate_keys([key_for(*args, **kwargs)])
+
+            wrapper.key_for = key_for  # type: ignore[attr-defined]
+            wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+            return wrapper  # type: ignore[return-value]
+
+        return decorate
+
+    # Invalidation: failures raise, they are never swallowed here
+
+    async def invalidate_tags(self, tags: Iterable[str]) -> None:
+        """Give each tag a new version: every entry that depends on it is a miss from now on."""
+        tag_list = validate_tags(tags)
+        if not tag_list:
+            return
+        started = time.perf_counter()
+        try:
+            await self.backend.invalidate_tags(tag_list)
+        except BackendError as exc:
+            self._backend_failed("invalidate_tags", exc, swallow=False)
+        finally:
+            self.metrics.invalidate_latency.observe(time.perf_counter() - started)
+        self.metrics.tag_invalidations += len(tag_list)
+
+    async def invalidate_keys(self, keys: Iterable[str]) -> int:
+        """Delete entries by key; how many existed."""
+        key_list = [validate_key(key) for key in keys]
+        if not key_list:
+            return 0
+        started = time.perf_counter()
+        try:
+            deleted = await self.backend.delete(key_list)
+        except BackendError as exc:
+            self._backend_failed("delete", exc, swallow=False)
+        finally:
+            self.metrics.invalidate_latency.observe(time.perf_counter() - started)
+        self.metrics.key_invalidations += len(key_list)
+        return deleted
+
+    async def invalidate_pattern(self, pattern: str, *, confirm_all: bool = False) -> int:
+        """Delete every entry whose key matches the glob ``pattern``: O(keys), prefer tags.
+
+        ``"*"`` alone matches everything and needs ``confirm_all=True``.
+        """
+        pattern = validate_pattern(pattern, confirm_all=confirm_all)
+        started = time.perf_counter()
+        try:
+            deleted = await self.backend.delete_pattern(pattern)
+        except BackendError as exc:
+            self._backend_failed("delete_pattern", exc, swallow=False)
+        finally:
+            self.metrics.invalidate_latency.observe(time.perf_counter() - started)
+        self.metrics.pattern_invalidations += 1
+        return deleted
+
+    async def clear(self) -> None:
+        """Remove every entry, version and lease of this cache's namespace."""
+        await self.backend.clear()
+
+    # Helpers
+
+    def _ttl(self, ttl: float | None) -> float:
+        if ttl is None:
+            ttl = self.default_ttl
+        else:
+            _check_seconds("ttl", ttl)
+        if self.ttl_jitter:
+            ttl *= 1.0 - random.random() * self.ttl_jitter
+        return ttl
+
+    def _backend_failed(self, operation: str, exc: BackendError, *, swallow: bool = True) -> None:
+        self.metrics.backend_errors += 1
+        if self.raise_errors or not swallow:
+            raise exc
+        log.warning(
+            "freshcache: %s failed on %s, serving from the loader: %s",
+            operation,
+            self.backend.name,
+            exc,
+        )
+
+
+def _check_seconds(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")

@@ -1,0 +1,193 @@
+"""The Lua scripts of the Redis backend. Each runs atomically on the server.
+
+Key scheme, under a namespace ``ns`` wrapped as a Redis Cluster hash tag so that one
+namespace's keys share a slot (MGET and scripts then work on a cluster too)::
+
+    {ns}:e:<key>   an entry: header with tag versions, then the payload (see _entries)
+    {ns}:t:<tag>   a tag's version: 16 hex digits, or "!pending" while a writer holds it
+    {ns}:h:<tag>   a hash of the writers holding the tag: token -> deadline (ms);
+                   field "prev" keeps the version to restore if they all roll back
+    {ns}:l:<key>   the lease of the loader filling <key>: its token, with a TTL
+
+Hit reads that know their tags use a plain MGET instead of a script: it is the cheapest
+round trip Redis has, and the versions are compared in the client.
+"""
+
+from __future__ import annotations
+
+# Live holders of a pending hash: prune the expired ones, count the rest.
+_HOLDERS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function live_holders(hold, now)
+  local fields = redis.call('HGETALL', hold)
+  local live = 0
+  for i = 1, #fields, 2 do
+    if fields[i] ~= 'prev' then
+      if tonumber(fields[i + 1]) <= now then
+        redis.call('HDEL', hold, fields[i])
+      else
+        live = live + 1
+      end
+    end
+  end
+  return live
+end
+"""
+
+# KEYS: entry keys. ARGV[1]: the tag-key prefix. Returns each entry or false.
+GET_ENTRIES = """
+local tag_prefix = ARGV[1]
+local function valid(data)
+  local nl = string.find(data, '\\n', 1, true)
+  if not nl then return false end
+  local count = tonumber(string.match(string.sub(data, 1, nl - 1), ' (%d+)$'))
+  if not count then return false end
+  local pos = nl + 1
+  for _ = 1, count do
+    local eol = string.find(data, '\\n', pos, true)
+    if not eol then return false end
+    local space = string.find(data, ' ', pos, true)
+    if not space or space > eol then return false end
+    local tag = string.sub(data, pos, space - 1)
+    if redis.call('GET', tag_prefix .. tag) ~= string.sub(data, space + 1, eol - 1) then
+      return false
+    end
+    pos = eol + 1
+  end
+  return true
+end
+local out = {}
+for i = 1, #KEYS do
+  local data = redis.call('GET', KEYS[i])
+  if data and valid(data) then out[i] = data else out[i] = false end
+end
+return out
+"""
+
+# KEYS[1]: lease; KEYS[2..]: tag versions. ARGV: token, lease ms (0: no lease), tag ms,
+# then a fresh version per tag for the tags that have none.
+# Returns {'pending'} | {'busy'} | {'acquired', version...}.
+BEGIN_FILL = """
+local versions = {}
+for i = 2, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v and string.sub(v, 1, 1) == '!' then return {'pending'} end
+  versions[i - 1] = v
+end
+local lease_ms = tonumber(ARGV[2])
+if lease_ms > 0 then
+  local holder = redis.call('GET', KEYS[1])
+  if holder and holder ~= ARGV[1] then return {'busy'} end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', lease_ms)
+end
+local out = {'acquired'}
+for i = 2, #KEYS do
+  if not versions[i - 1] then
+    versions[i - 1] = ARGV[i + 2]
+    redis.call('SET', KEYS[i], versions[i - 1], 'PX', ARGV[3])
+  end
+  out[i] = versions[i - 1]
+end
+return out
+"""
+
+# KEYS[1]: entry; KEYS[2]: lease; KEYS[3..]: tag versions.
+# ARGV: token ('' for none), ttl ms, entry bytes, then the expected version per tag.
+# Stores the entry only if every version is unchanged; returns 1 if stored, else 0.
+FILL = """
+local ttl = tonumber(ARGV[2])
+local fresh = 1
+for i = 3, #KEYS do
+  if redis.call('GET', KEYS[i]) ~= ARGV[i + 1] then fresh = 0 break end
+end
+if fresh == 1 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ttl)
+  for i = 3, #KEYS do
+    local left = redis.call('PTTL', KEYS[i])
+    if left >= 0 and left < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
+end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return fresh
+"""
+
+# KEYS[1]: lease. ARGV[1]: token. Deletes the lease only if the token holds it.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS[1..n]: tag versions, KEYS[n+1..2n]: their holder hashes. ARGV[1]: n.
+# A held tag stays pending (and forgets the version to restore); others lose their version.
+INVALIDATE = (
+    _HOLDERS
+    + """
+local n = tonumber(ARGV[1])
+local now = now_ms()
+for i = 1, n do
+  local hold = KEYS[n + i]
+  if redis.call('EXISTS', hold) == 1 and live_holders(hold, now) > 0 then
+    redis.call('HDEL', hold, 'prev')
+  else
+    redis.call('DEL', KEYS[i], hold)
+  end
+end
+return n
+"""
+)
+
+# KEYS as INVALIDATE. ARGV: n, token, ttl ms.
+MARK_PENDING = (
+    _HOLDERS
+    + """
+local n = tonumber(ARGV[1])
+local token = ARGV[2]
+local ttl = tonumber(ARGV[3])
+local now = now_ms()
+for i = 1, n do
+  local version, hold = KEYS[i], KEYS[n + i]
+  if redis.call('EXISTS', hold) == 0 or live_holders(hold, now) == 0 then
+    local current = redis.call('GET', version)
+    redis.call('DEL', hold)
+    if current and string.sub(current, 1, 1) ~= '!' then
+      redis.call('HSET', hold, 'prev', current)
+    end
+  end
+  redis.call('HSET', hold, token, now + ttl)
+  local left = math.max(redis.call('PTTL', hold), ttl)
+  redis.call('PEXPIRE', hold, left)
+  redis.call('SET', version, '!pending', 'PX', left)
+end
+return n
+"""
+)
+
+# KEYS as INVALIDATE. ARGV: n, token, '1' committed or '0' rolled back, tag ms.
+CLEAR_PENDING = (
+    _HOLDERS
+    + """
+local n = tonumber(ARGV[1])
+local token = ARGV[2]
+local committed = ARGV[3] == '1'
+local now = now_ms()
+for i = 1, n do
+  local version, hold = KEYS[i], KEYS[n + i]
+  redis.call('HDEL', hold, token)
+  if committed then redis.call('HDEL', hold, 'prev') end
+  if live_holders(hold, now) == 0 then
+    local previous = redis.call('HGET', hold, 'prev')
+    redis.call('DEL', hold)
+    local current = redis.call('GET', version)
+    if previous then
+      redis.call('SET', version, previous, 'PX', ARGV[4])
+    elseif committed or (current and string.sub(current, 1, 1) == '!') then
+      redis.call('DEL', version)
+    end
+  end
+end
+return n
+"""
+)
