@@ -75,6 +75,7 @@ class CacheMetrics:
         "sets",
         "loads",
         "load_errors",
+        "inflight_waits",
         "lease_waits",
         "lease_timeouts",
         "stale_fills_rejected",
@@ -93,6 +94,7 @@ class CacheMetrics:
     sets: int
     loads: int
     load_errors: int
+    inflight_waits: int
     lease_waits: int
     lease_timeouts: int
     stale_fills_rejected: int

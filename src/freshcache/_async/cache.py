@@ -209,25 +209,32 @@ class AsyncCache:
         dies loses its lease after ``lease_ttl`` and another caller takes over.
         """
         tag_list = tags if isinstance(tags, (list, tuple)) else list(tags)
-        value = await self._lookup(key, tag_list)
-        if value is not MISSING:
-            return value
+        flights = self._flights
+        if flights and key in flights:
+            # A load of this key is already running here: join it without asking the backend.
+            self.metrics.misses += 1
+        else:
+            value = await self._lookup(key, tag_list)
+            if value is not MISSING:
+                return value
         key = validate_key(key)
         tag_list = validate_tags(tag_list)
         flight = _Flight()
         while True:
             # setdefault is atomic, so exactly one caller (task or thread) leads the load.
-            leader = self._flights.setdefault(key, flight)
+            leader = flights.setdefault(key, flight)
             if leader is flight:
                 break
+            self.metrics.inflight_waits += 1
             # The leader waits at most lease_wait for another process, then loads.
             if not await leader.done.wait(self.lease_wait + self.lease_ttl):
                 self.metrics.lease_timeouts += 1
                 return await self._load(loader)
-            if leader.error is not None:
-                raise leader.error
-            if leader.value is not MISSING:
+            if leader.error is None:
                 return leader.value
+            if isinstance(leader.error, Exception):
+                raise leader.error
+            # The leader was cancelled or interrupted, not us: lead the next attempt.
         try:
             flight.value = await self._load_and_fill(key, loader, tag_list, ttl, cache_none)
             return flight.value
