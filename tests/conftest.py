@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ DATABASE_URL = os.environ.get(
 REQUIRE_SERVICES = os.environ.get("FRESHCACHE_REQUIRE_SERVICES") == "1"
 
 
+@functools.cache
 def _redis_problem() -> str | None:
     try:
         import redis

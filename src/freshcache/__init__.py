@@ -3,6 +3,13 @@
 from freshcache._async.backends.base import AsyncBackend
 from freshcache._async.backends.memory import AsyncMemoryBackend
 from freshcache._async.cache import AsyncCache
+from freshcache._async.failures import AsyncFailureSink, AsyncRetryQueue
+from freshcache._async.manager import (
+    AsyncEntityInvalidator,
+    AsyncInvalidationBatch,
+    AsyncInvalidationManager,
+    PendingWrite,
+)
 from freshcache._entries import MISSING, PENDING_VERSION, FillStatus, FillTicket
 from freshcache._exceptions import (
     BackendError,
@@ -15,7 +22,9 @@ from freshcache._exceptions import (
     SignatureError,
 )
 from freshcache._keys import Template, validate_key, validate_pattern, validate_tag
-from freshcache._metrics import CacheMetrics, Histogram
+from freshcache._invalidations import EntityChange, Invalidation
+from freshcache._metrics import CacheMetrics, Histogram, ManagerMetrics
+from freshcache._rules import Relation, Rule, Rules
 from freshcache._serializers import (
     JSONSerializer,
     MsgpackSerializer,
@@ -26,30 +35,49 @@ from freshcache._serializers import (
 from freshcache._sync.backends.base import Backend
 from freshcache._sync.backends.memory import MemoryBackend
 from freshcache._sync.cache import Cache
+from freshcache._sync.failures import FailureSink, RetryQueue
+from freshcache._sync.manager import EntityInvalidator, InvalidationBatch, InvalidationManager
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MISSING",
-    "PENDING_VERSION",
     "AsyncBackend",
     "AsyncCache",
+    "AsyncEntityInvalidator",
+    "AsyncFailureSink",
+    "AsyncInvalidationBatch",
+    "AsyncInvalidationManager",
     "AsyncMemoryBackend",
+    "AsyncRetryQueue",
     "Backend",
     "BackendError",
     "BackendTimeoutError",
     "Cache",
     "CacheMetrics",
     "ConfigurationError",
+    "EntityChange",
+    "EntityInvalidator",
+    "FailureSink",
     "FillStatus",
     "FillTicket",
     "FreshcacheError",
     "Histogram",
     "InvalidKeyError",
+    "Invalidation",
+    "InvalidationBatch",
+    "InvalidationManager",
     "JSONSerializer",
     "LeaseTimeoutError",
+    "MISSING",
+    "ManagerMetrics",
     "MemoryBackend",
     "MsgpackSerializer",
+    "PENDING_VERSION",
+    "PendingWrite",
+    "Relation",
+    "RetryQueue",
+    "Rule",
+    "Rules",
     "SerializationError",
     "Serializer",
     "SignatureError",

@@ -133,3 +133,56 @@ class CacheMetrics:
         for name in self.HISTOGRAMS:
             out[name] = getattr(self, name).snapshot()
         return out
+
+
+class ManagerMetrics:
+    """What an invalidation manager counts. ``reset`` zeroes counts, not configuration."""
+
+    COUNTERS: tuple[str, ...] = (
+        "tag_invalidations",
+        "key_invalidations",
+        "pattern_invalidations",
+        "entity_invalidations",
+        "failed_invalidations",
+        "retried_invalidations",
+        "recovered_invalidations",
+        "queue_overflows",
+        "notification_errors",
+    )
+
+    __slots__ = (
+        *COUNTERS,
+        "invalidate_latency",
+        "invalidations_by_entity_type",
+        "last_invalidation",
+    )
+
+    tag_invalidations: int
+    key_invalidations: int
+    pattern_invalidations: int
+    entity_invalidations: int
+    failed_invalidations: int
+    retried_invalidations: int
+    recovered_invalidations: int
+    queue_overflows: int
+    notification_errors: int
+
+    def __init__(self) -> None:
+        self.invalidate_latency = Histogram()
+        self.reset()
+
+    def reset(self) -> None:
+        for name in self.COUNTERS:
+            setattr(self, name, 0)
+        self.invalidate_latency.reset()
+        self.invalidations_by_entity_type: dict[str, int] = {}
+        self.last_invalidation: dict[str, Any] | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.COUNTERS}
+        out["invalidations_by_entity_type"] = dict(
+            sorted(self.invalidations_by_entity_type.items())
+        )
+        out["last_invalidation"] = self.last_invalidation
+        out["invalidate_latency"] = self.invalidate_latency.snapshot()
+        return out

@@ -462,7 +462,7 @@ class AsyncCache:
         if self.raise_errors or not swallow:
             raise exc
         log.warning(
-            "freshcache: %s failed on %s, serving from the loader: %s",
+            "%s failed on %s, serving from the loader: %s",
             operation,
             self.backend.name,
             exc,

@@ -185,11 +185,12 @@ class AsyncMemoryBackend(AsyncBackend):
             self._bytes -= entry.size
 
     def _remove(self, key: str) -> bool:
+        """Drop ``key``; whether it held an entry that had not expired yet."""
         entry = self._entries.pop(key, None)
         if entry is None:
             return False
         self._bytes -= entry.size
-        return True
+        return entry.expires_at > self._clock()
 
     async def release_lease(self, key: str, token: str) -> None:
         with self._guard:
@@ -207,9 +208,7 @@ class AsyncMemoryBackend(AsyncBackend):
     async def delete_pattern(self, pattern: str) -> int:
         with self._guard:
             matched = fnmatch.filter(list(self._entries), pattern)
-            for key in matched:
-                self._remove(key)
-            return len(matched)
+            return sum(self._remove(key) for key in matched)
 
     # Tags
 
@@ -219,7 +218,9 @@ class AsyncMemoryBackend(AsyncBackend):
             return False
         for token, deadline in list(hold.holders.items()):
             if deadline <= now:
+                # It died with its outcome unknown (it may have committed): never restore.
                 del hold.holders[token]
+                hold.previous = None
         if hold.holders:
             return True
         # Every holder died: what they did may have committed, so the old version goes.

@@ -186,11 +186,12 @@ class MemoryBackend(Backend):
             self._bytes -= entry.size
 
     def _remove(self, key: str) -> bool:
+        """Drop ``key``; whether it held an entry that had not expired yet."""
         entry = self._entries.pop(key, None)
         if entry is None:
             return False
         self._bytes -= entry.size
-        return True
+        return entry.expires_at > self._clock()
 
     def release_lease(self, key: str, token: str) -> None:
         with self._guard:
@@ -208,9 +209,7 @@ class MemoryBackend(Backend):
     def delete_pattern(self, pattern: str) -> int:
         with self._guard:
             matched = fnmatch.filter(list(self._entries), pattern)
-            for key in matched:
-                self._remove(key)
-            return len(matched)
+            return sum(self._remove(key) for key in matched)
 
     # Tags
 
@@ -220,7 +219,9 @@ class MemoryBackend(Backend):
             return False
         for token, deadline in list(hold.holders.items()):
             if deadline <= now:
+                # It died with its outcome unknown (it may have committed): never restore.
                 del hold.holders[token]
+                hold.previous = None
         if hold.holders:
             return True
         # Every holder died: what they did may have committed, so the old version goes.

@@ -1,0 +1,150 @@
+"""Where invalidations go when the backend fails: a sink, and the default one, a retry queue."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from freshcache._async.cache import AsyncCache
+from freshcache._exceptions import BackendError, ConfigurationError
+from freshcache._invalidations import Invalidation
+from freshcache._synchronization import AsyncBackgroundTask, AsyncCriticalSection, AsyncEvent
+
+log = logging.getLogger("freshcache")
+
+
+class AsyncFailureSink(Protocol):
+    """Takes an invalidation the backend refused, and sees that it is applied later."""
+
+    async def put(self, invalidation: Invalidation) -> None: ...
+
+    def __len__(self) -> int: ...
+
+
+class AsyncRetryQueue:
+    """Failed invalidations, deduplicated and bounded, retried in the background with backoff.
+
+    Invalidating a tag twice is invalidating it once, so the queue keeps sets. When more
+    than ``max_items`` are waiting the queue stops remembering them one by one and, once
+    the backend answers, deletes every entry of the namespace instead: colder, but never
+    stale. Tag versions and pending marks are left alone by that, so open writers stay safe.
+    """
+
+    def __init__(
+        self,
+        cache: AsyncCache,
+        *,
+        max_items: int = 100_000,
+        first_delay: float = 0.1,
+        max_delay: float = 5.0,
+    ) -> None:
+        if max_items < 1:
+            raise ConfigurationError(f"max_items must be at least 1, not {max_items}")
+        self.cache = cache
+        self.max_items = max_items
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.overflows = 0
+        self.on_applied: Callable[[Invalidation], Awaitable[None]] | None = None
+        self._tags: dict[str, None] = {}
+        self._keys: dict[str, None] = {}
+        self._patterns: dict[str, None] = {}
+        self._overflowed = False
+        self._active = False
+        self._guard = AsyncCriticalSection()
+        self._closing = AsyncEvent()
+        self._worker = AsyncBackgroundTask(self._run, "freshcache-retry-queue")
+
+    def __len__(self) -> int:
+        return len(self._tags) + len(self._keys) + len(self._patterns) + self._overflowed
+
+    async def put(self, invalidation: Invalidation) -> None:
+        with self._guard:
+            self._tags.update(dict.fromkeys(invalidation.tags))
+            self._keys.update(dict.fromkeys(invalidation.keys))
+            self._patterns.update(dict.fromkeys(invalidation.patterns))
+            if len(self) > self.max_items:
+                self.overflows += 1
+                self._overflowed = True
+                self._tags.clear()
+                self._keys.clear()
+                self._patterns.clear()
+            start = not self._active
+            self._active = True
+            waiting = len(self)
+        log.warning(
+            "invalidation of %d tags, %d keys, %d patterns failed; queued for retry (%d waiting)",
+            len(invalidation.tags),
+            len(invalidation.keys),
+            len(invalidation.patterns),
+            waiting,
+        )
+        if start:
+            self._worker.start()
+
+    async def drain(self) -> bool:
+        """Try once to apply everything queued; True when the queue is empty afterwards."""
+        with self._guard:
+            tags, keys, patterns = list(self._tags), list(self._keys), list(self._patterns)
+            overflowed = self._overflowed
+        if not (tags or keys or patterns or overflowed):
+            return True
+        try:
+            if overflowed:
+                await self.cache.invalidate_pattern("*", confirm_all=True)
+            if tags:
+                await self.cache.invalidate_tags(tags)
+            if keys:
+                await self.cache.invalidate_keys(keys)
+            for pattern in patterns:
+                await self.cache.invalidate_pattern(pattern, confirm_all=True)
+        except BackendError as exc:
+            log.debug("retry of queued invalidations failed: %s", exc)
+            return False
+        with self._guard:
+            for tag in tags:
+                self._tags.pop(tag, None)
+            for key in keys:
+                self._keys.pop(key, None)
+            for pattern in patterns:
+                self._patterns.pop(pattern, None)
+            if overflowed:
+                self._overflowed = False
+            empty = not len(self)
+        log.warning(
+            "applied %d queued tag, %d key and %d pattern invalidations%s",
+            len(tags),
+            len(keys),
+            len(patterns),
+            " and dropped every entry after an overflow" if overflowed else "",
+        )
+        if self.on_applied is not None:
+            await self.on_applied(
+                Invalidation(
+                    tags=tuple(tags),
+                    keys=tuple(keys),
+                    patterns=(*patterns, *(["*"] if overflowed else [])),
+                    source="retry queue",
+                )
+            )
+        return empty
+
+    async def _run(self) -> None:
+        delay = self.first_delay
+        while True:
+            if await self._closing.wait(delay):
+                return
+            drained = await self.drain()
+            with self._guard:
+                if not len(self):
+                    self._active = False
+                    return
+            delay = self.first_delay if drained else min(delay * 2, self.max_delay)
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Stop retrying. What is still queued is lost (and logged): the outbox is the durable path."""
+        self._closing.set()
+        await self._worker.join(timeout)
+        if len(self):
+            log.error("%d invalidations were still queued at close", len(self))

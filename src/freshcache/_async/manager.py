@@ -1,0 +1,385 @@
+"""AsyncInvalidationManager: one place that knows what each change touches, and applies it.
+
+It turns entity changes into tags through :class:`~freshcache.Rules`, applies them to the
+cache in one backend operation per call, counts what it does, retries a failing backend
+with bounded backoff and then hands the invalidation to a failure sink (by default a
+retry queue), so that a write never fails because the cache did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from freshcache._async.cache import AsyncCache
+from freshcache._async.failures import AsyncFailureSink, AsyncRetryQueue
+from freshcache._calls import async_invoke
+from freshcache._entries import new_token
+from freshcache._exceptions import BackendError, ConfigurationError
+from freshcache._invalidations import EntityChange, Invalidation
+from freshcache._keys import validate_key, validate_pattern, validate_tags
+from freshcache._metrics import ManagerMetrics
+from freshcache._rules import Rules
+from freshcache._synchronization import async_sleep
+
+log = logging.getLogger("freshcache")
+
+Subscriber = Callable[[Invalidation], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingWrite:
+    """Phase one of a strict write: the tags held pending under ``token``."""
+
+    token: str
+    tags: tuple[str, ...]
+    marked: bool  # False when the backend could not be reached: the commit still invalidates
+
+
+class AsyncInvalidationManager:
+    """Applies invalidations for entity changes, tags, keys and patterns; never fails a write."""
+
+    def __init__(
+        self,
+        cache: AsyncCache,
+        rules: Rules | None = None,
+        *,
+        retries: int = 2,
+        backoff: float = 0.05,
+        max_backoff: float = 1.0,
+        pending_ttl: float = 60.0,
+        failure_sink: AsyncFailureSink | None = None,
+        raise_on_failure: bool = False,
+    ) -> None:
+        if retries < 0:
+            raise ConfigurationError(f"retries must be zero or more, not {retries}")
+        if not pending_ttl > 0:
+            raise ConfigurationError(
+                f"pending_ttl must be a positive number of seconds, not {pending_ttl}"
+            )
+        self.cache = cache
+        self.rules = rules if rules is not None else Rules()
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.pending_ttl = pending_ttl
+        self.raise_on_failure = raise_on_failure
+        self.metrics = ManagerMetrics()
+        if failure_sink is None:
+            queue = AsyncRetryQueue(cache)
+            queue.on_applied = self._recovered
+            failure_sink = queue
+        self.failure_sink = failure_sink
+        self._subscribers: list[Subscriber] = []
+
+    async def __aenter__(self) -> AsyncInvalidationManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the retry queue's worker (what it still holds is logged as lost)."""
+        close = getattr(self.failure_sink, "aclose", None)
+        if close is not None:
+            await close()
+
+    # Entities
+
+    async def invalidate_entity(
+        self,
+        entity_type: str,
+        *,
+        new: Mapping[str, Any] | None = None,
+        old: Mapping[str, Any] | None = None,
+        changed: Iterable[str] | None = None,
+        source: str = "application",
+    ) -> Invalidation:
+        """Invalidate what one insert (``new``), delete (``old``) or update (both) touches."""
+        change = EntityChange(
+            entity_type, new, old, None if changed is None else frozenset(changed)
+        )
+        return await self.invalidate_entities([change], source=source)
+
+    async def invalidate_entities(
+        self, changes: Iterable[EntityChange], *, source: str = "application"
+    ) -> Invalidation:
+        """Invalidate what several changes touch, in one backend operation (a transaction's worth)."""
+        changes = list(changes)
+        tags = self._tags_of(changes)  # bad input raises here, before anything is applied
+        invalidation = Invalidation(
+            tags=tags,
+            entity_types=tuple(dict.fromkeys(change.entity_type for change in changes)),
+            source=source,
+        )
+        self._count_entities(changes)
+        return await self._apply(invalidation)
+
+    def _tags_of(self, changes: Iterable[EntityChange]) -> tuple[str, ...]:
+        tags: dict[str, None] = {}
+        for change in changes:
+            found = self.rules.tags_for(
+                change.entity_type, new=change.new, old=change.old, changed=change.changed
+            )
+            tags.update(dict.fromkeys(found))
+        return tuple(tags)
+
+    def _count_entities(self, changes: Iterable[EntityChange]) -> None:
+        by_type = self.metrics.invalidations_by_entity_type
+        for change in changes:
+            by_type[change.entity_type] = by_type.get(change.entity_type, 0) + 1
+            self.metrics.entity_invalidations += 1
+
+    def entity(self, entity_type: str) -> AsyncEntityInvalidator:
+        """A helper for one entity type: ``await manager.entity("user")(id=5)``."""
+        if entity_type not in self.rules.entity_types:
+            known = ", ".join(self.rules.entity_types) or "none"
+            raise ConfigurationError(
+                f"no rules for entity type {entity_type!r}; known types: {known}"
+            )
+        return AsyncEntityInvalidator(self, entity_type)
+
+    # Tags, keys, patterns
+
+    async def invalidate_tags(
+        self, tags: Iterable[str], *, source: str = "application"
+    ) -> Invalidation:
+        return await self._apply(Invalidation(tags=validate_tags(tags), source=source))
+
+    async def invalidate_keys(
+        self, keys: Iterable[str], *, source: str = "application"
+    ) -> Invalidation:
+        key_list = tuple(dict.fromkeys(validate_key(key) for key in keys))
+        return await self._apply(Invalidation(keys=key_list, source=source))
+
+    async def invalidate_pattern(
+        self, pattern: str, *, confirm_all: bool = False, source: str = "application"
+    ) -> Invalidation:
+        """O(keys): prefer tags. ``"*"`` alone needs ``confirm_all=True``."""
+        pattern = validate_pattern(pattern, confirm_all=confirm_all)
+        return await self._apply(Invalidation(patterns=(pattern,), source=source))
+
+    def batch(self, *, source: str = "application") -> AsyncInvalidationBatch:
+        """Collect invalidations and apply them together, in one backend operation, on exit."""
+        return AsyncInvalidationBatch(self, source)
+
+    # Two phases (strict mode)
+
+    async def begin(self, tags: Iterable[str], *, ttl: float | None = None) -> PendingWrite:
+        """Hold ``tags`` pending before a commit: readers bypass them, fills are refused."""
+        tag_list = validate_tags(tags)
+        token = new_token()
+        if not tag_list:
+            return PendingWrite(token, (), True)
+        try:
+            await self.cache.backend.mark_pending(
+                tag_list, token=token, ttl=ttl or self.pending_ttl
+            )
+        except BackendError as exc:
+            # The write goes on; its commit invalidates (or queues) as in commit mode.
+            log.warning("could not mark %d tags pending: %s", len(tag_list), exc)
+            return PendingWrite(token, tag_list, False)
+        return PendingWrite(token, tag_list, True)
+
+    async def commit(
+        self,
+        pending: PendingWrite,
+        *,
+        entity_types: Iterable[str] = (),
+        source: str = "transaction",
+    ) -> Invalidation:
+        """After the commit: give the tags new versions and let go of them."""
+        invalidation = Invalidation(
+            tags=pending.tags, entity_types=tuple(entity_types), source=source
+        )
+        if not pending.tags:
+            return invalidation
+
+        async def release() -> None:
+            await self.cache.backend.clear_pending(
+                pending.tags, token=pending.token, committed=True
+            )
+
+        return await self._apply(invalidation, release if pending.marked else None)
+
+    async def abort(self, pending: PendingWrite) -> None:
+        """After a rollback: let go of the tags; unchanged by anyone, they keep their versions."""
+        if not (pending.tags and pending.marked):
+            return
+        try:
+            await self.cache.backend.clear_pending(
+                pending.tags, token=pending.token, committed=False
+            )
+        except BackendError as exc:
+            # Harmless: the marks expire, and the tags then get new versions.
+            log.warning("could not clear pending marks after a rollback: %s", exc)
+
+    # Notifications
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(invalidation)`` after each applied invalidation; returns an unsubscribe."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    async def _notify(self, invalidation: Invalidation) -> None:
+        for callback in list(self._subscribers):
+            try:
+                await async_invoke(lambda: callback(invalidation))
+            except Exception:
+                self.metrics.notification_errors += 1
+                log.exception("invalidation subscriber %r failed", callback)
+
+    # Applying
+
+    async def _invalidate_now(self, invalidation: Invalidation) -> None:
+        if invalidation.tags:
+            await self.cache.invalidate_tags(invalidation.tags)
+        if invalidation.keys:
+            await self.cache.invalidate_keys(invalidation.keys)
+        for pattern in invalidation.patterns:
+            await self.cache.invalidate_pattern(pattern, confirm_all=True)
+
+    async def _apply(
+        self,
+        invalidation: Invalidation,
+        operation: Callable[[], Awaitable[None]] | None = None,
+    ) -> Invalidation:
+        """Apply with bounded retries; on failure hand it to the sink. ``operation`` replaces the default."""
+        metrics = self.metrics
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            try:
+                if operation is None:
+                    await self._invalidate_now(invalidation)
+                else:
+                    await operation()
+                break
+            except BackendError as exc:
+                if attempt >= self.retries:
+                    metrics.invalidate_latency.observe(time.perf_counter() - started)
+                    return await self._failed(invalidation, exc)
+                attempt += 1
+                metrics.retried_invalidations += 1
+                await async_sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+        metrics.invalidate_latency.observe(time.perf_counter() - started)
+        self._count(invalidation)
+        await self._notify(invalidation)
+        return invalidation
+
+    def _count(self, invalidation: Invalidation) -> None:
+        metrics = self.metrics
+        metrics.tag_invalidations += len(invalidation.tags)
+        metrics.key_invalidations += len(invalidation.keys)
+        metrics.pattern_invalidations += len(invalidation.patterns)
+        metrics.last_invalidation = invalidation.as_dict()
+
+    async def _failed(self, invalidation: Invalidation, exc: BackendError) -> Invalidation:
+        self.metrics.failed_invalidations += 1
+        failed = dataclasses.replace(invalidation, applied=False)
+        self._count(failed)
+        await self.failure_sink.put(failed)
+        if self.raise_on_failure:
+            raise exc
+        return failed
+
+    async def _recovered(self, invalidation: Invalidation) -> None:
+        self.metrics.recovered_invalidations += 1
+        await self._notify(invalidation)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The manager's metrics, the failure queue's depth, and the cache's metrics."""
+        out = self.metrics.snapshot()
+        out["queued_invalidations"] = len(self.failure_sink)
+        out["queue_overflows"] = getattr(self.failure_sink, "overflows", 0)
+        out["cache"] = self.cache.metrics.snapshot()
+        return out
+
+
+class AsyncEntityInvalidator:
+    """Invalidates everything one entity type's rules can name from the values given."""
+
+    def __init__(self, manager: AsyncInvalidationManager, entity_type: str) -> None:
+        self.manager = manager
+        self.entity_type = entity_type
+
+    async def __call__(self, *, source: str = "application", **values: Any) -> Invalidation:
+        return await self.invalidate(source=source, **values)
+
+    async def invalidate(self, *, source: str = "application", **values: Any) -> Invalidation:
+        """``invalidate(id=5)``: every tag of the type's rules formattable from ``id``."""
+        tags = self.manager.rules.tags_from_values(self.entity_type, values)
+        invalidation = Invalidation(tags=tags, entity_types=(self.entity_type,), source=source)
+        self.manager._count_entities([EntityChange(self.entity_type, old=values)])
+        return await self.manager._apply(invalidation)
+
+
+class AsyncInvalidationBatch:
+    """Collects a transaction's invalidations; applies them in one operation on a clean exit."""
+
+    def __init__(self, manager: AsyncInvalidationManager, source: str) -> None:
+        self.manager = manager
+        self.source = source
+        self.changes: list[EntityChange] = []
+        self._tags: dict[str, None] = {}
+        self._keys: dict[str, None] = {}
+        self._patterns: dict[str, None] = {}
+        self.result: Invalidation | None = None
+
+    def entity(
+        self,
+        entity_type: str,
+        *,
+        new: Mapping[str, Any] | None = None,
+        old: Mapping[str, Any] | None = None,
+        changed: Iterable[str] | None = None,
+    ) -> None:
+        change = EntityChange(
+            entity_type, new, old, None if changed is None else frozenset(changed)
+        )
+        self._tags.update(dict.fromkeys(self.manager._tags_of([change])))  # fails fast on bad input
+        self.changes.append(change)
+
+    def tags(self, tags: Iterable[str]) -> None:
+        self._tags.update(dict.fromkeys(validate_tags(tags)))
+
+    def keys(self, keys: Iterable[str]) -> None:
+        self._keys.update(dict.fromkeys(validate_key(key) for key in keys))
+
+    def pattern(self, pattern: str, *, confirm_all: bool = False) -> None:
+        self._patterns[validate_pattern(pattern, confirm_all=confirm_all)] = None
+
+    async def __aenter__(self) -> AsyncInvalidationBatch:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            return  # the work failed: there is nothing to invalidate
+        invalidation = Invalidation(
+            tags=tuple(self._tags),
+            keys=tuple(self._keys),
+            patterns=tuple(self._patterns),
+            entity_types=tuple(dict.fromkeys(change.entity_type for change in self.changes)),
+            source=self.source,
+        )
+        self.manager._count_entities(self.changes)
+        self.result = await self.manager._apply(invalidation)

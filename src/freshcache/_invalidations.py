@@ -1,0 +1,44 @@
+"""What an invalidation is: the value the manager records, reports and hands to subscribers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EntityChange:
+    """One inserted (``new``), deleted (``old``) or updated (both) entity."""
+
+    entity_type: str
+    new: Mapping[str, Any] | None = None
+    old: Mapping[str, Any] | None = None
+    changed: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Invalidation:
+    """What one call invalidated, by whom, and when."""
+
+    tags: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    entity_types: tuple[str, ...] = ()
+    source: str = "application"
+    at: float = field(default_factory=time.time)
+    applied: bool = True  # False: the backend failed and it was handed to the failure sink
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": datetime.fromtimestamp(self.at, timezone.utc).isoformat(),
+            "entity_type": self.entity_types[0] if len(self.entity_types) == 1 else None,
+            "entity_types": list(self.entity_types),
+            "tags": list(self.tags),
+            "keys": list(self.keys),
+            "patterns": list(self.patterns),
+            "source": self.source,
+            "applied": self.applied,
+        }

@@ -1,0 +1,318 @@
+"""Which tags each change of each entity touches: pure, no I/O.
+
+A rule says "a change of a ``challenge`` touches ``challenge:{id}`` and
+``user:{user_id}:challenges``". Tags are formatted from the old values *and* the new ones,
+so a challenge moved from user 1 to user 2 touches both users' lists. A rule with
+``fields`` fires only when one of those fields changed (an insert or a delete changes
+every field); a rule without fires on every change. A relation carries a child's change
+to its parent: an evaluation of challenge 7 touches challenge 7's tags.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._exceptions import ConfigurationError, InvalidKeyError
+from ._keys import Template
+
+_ENTITY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``entity``'s changes (of ``fields``, or any when None) touch ``tags``."""
+
+    entity: str
+    tags: tuple[Template, ...]
+    fields: frozenset[str] | None = None
+
+    def fires(self, changed: frozenset[str] | None) -> bool:
+        return self.fields is None or changed is None or not self.fields.isdisjoint(changed)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A change of ``child`` touches ``parent``'s tags, its fields read from the child by ``keys``."""
+
+    child: str
+    parent: str
+    keys: tuple[tuple[str, str], ...]  # (parent field, child field)
+    fields: frozenset[str] | None = None
+
+    def fires(self, changed: frozenset[str] | None) -> bool:
+        return self.fields is None or changed is None or not self.fields.isdisjoint(changed)
+
+    def parent_values(self, child_values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The parent's fields from the child's values; None if the child has no parent (a null key)."""
+        values = {}
+        for parent_field, child_field in self.keys:
+            value = child_values.get(child_field)
+            if value is None:
+                return None
+            values[parent_field] = value
+        return values
+
+
+def _check_entity(name: object) -> str:
+    if not isinstance(name, str) or _ENTITY_NAME.fullmatch(name) is None:
+        raise ConfigurationError(
+            f"entity type must be a name such as 'user' or 'billing.invoice', not {name!r}"
+        )
+    return name
+
+
+def _check_fields(fields: Iterable[str] | None, what: str) -> frozenset[str] | None:
+    if fields is None:
+        return None
+    if isinstance(fields, str):
+        raise ConfigurationError(
+            f"{what}: fields must be a collection of names, not the string {fields!r}"
+        )
+    names = frozenset(fields)
+    if not names:
+        raise ConfigurationError(
+            f"{what}: fields must name at least one field (or be None for any change)"
+        )
+    bad = sorted(name for name in names if not (isinstance(name, str) and name.isidentifier()))
+    if bad:
+        raise ConfigurationError(
+            f"{what}: fields must be identifiers, not {', '.join(map(repr, bad))}"
+        )
+    return names
+
+
+class Rules:
+    """The registry of rules and relations, with the table that shows them."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, list[Rule]] = {}
+        self._relations: dict[str, list[Relation]] = {}
+        self._columns: dict[str, frozenset[str]] = {}
+
+    # Registration
+
+    def columns(self, entity_type: str, names: Iterable[str]) -> Rules:
+        """Declare an entity's fields; its rules' placeholders and fields are then checked against them."""
+        entity_type = _check_entity(entity_type)
+        declared = _check_fields(names, f"columns of {entity_type}")
+        assert declared is not None
+        self._columns[entity_type] = declared
+        for rule in self._rules.get(entity_type, ()):
+            self._check_known(entity_type, rule.tags, rule.fields)
+        for relation in self._relations.get(entity_type, ()):
+            self._check_known(
+                entity_type,
+                (),
+                frozenset(c for _, c in relation.keys) | (relation.fields or frozenset()),
+            )
+        return self
+
+    def entity(
+        self, entity_type: str, *, tags: Iterable[str], fields: Iterable[str] | None = None
+    ) -> Rules:
+        """Changes of ``entity_type`` (of ``fields``, or any) touch ``tags`` (templates)."""
+        entity_type = _check_entity(entity_type)
+        if isinstance(tags, str):
+            raise ConfigurationError(
+                f"rule for {entity_type}: tags must be a list, not the string {tags!r}"
+            )
+        try:
+            templates = tuple(Template(tag, kind="tag") for tag in tags)
+        except InvalidKeyError as exc:
+            raise ConfigurationError(f"rule for {entity_type}: {exc}") from None
+        if not templates:
+            raise ConfigurationError(f"rule for {entity_type}: give at least one tag")
+        field_set = _check_fields(fields, f"rule for {entity_type}")
+        self._check_known(entity_type, templates, field_set)
+        rule = Rule(entity_type, templates, field_set)
+        existing = self._rules.setdefault(entity_type, [])
+        for other in existing:
+            if {t.text for t in other.tags} == {
+                t.text for t in templates
+            } and other.fields == field_set:
+                raise ConfigurationError(
+                    f"duplicate rule for {entity_type}: tags {[t.text for t in templates]} "
+                    f"on {'any change' if field_set is None else sorted(field_set)} are registered already"
+                )
+        existing.append(rule)
+        return self
+
+    def relation(
+        self,
+        child: str,
+        parent: str,
+        *,
+        keys: Mapping[str, str],
+        fields: Iterable[str] | None = None,
+    ) -> Rules:
+        """Changes of ``child`` touch ``parent``'s tags; ``keys`` maps parent fields to child fields.
+
+        ``rules.relation("evaluation", "challenge", keys={"id": "challenge_id"})``: an
+        evaluation's change touches every challenge tag formatted from ``{id}``.
+        """
+        child, parent = _check_entity(child), _check_entity(parent)
+        if not keys or not isinstance(keys, Mapping):
+            raise ConfigurationError(
+                f"relation {child} -> {parent}: keys maps the parent's fields to the child's, e.g. {{'id': '{parent}_id'}}"
+            )
+        pairs = tuple(sorted(keys.items()))
+        for parent_field, child_field in pairs:
+            if not (parent_field.isidentifier() and child_field.isidentifier()):
+                raise ConfigurationError(
+                    f"relation {child} -> {parent}: keys must be field names, not {keys!r}"
+                )
+        field_set = _check_fields(fields, f"relation {child} -> {parent}")
+        self._check_known(child, (), frozenset(c for _, c in pairs) | (field_set or frozenset()))
+        if parent in self._columns:
+            missing = {p for p, _ in pairs} - self._columns[parent]
+            if missing:
+                raise ConfigurationError(
+                    f"relation {child} -> {parent}: {parent} has no field {', '.join(sorted(missing))}"
+                )
+        relation = Relation(child, parent, pairs, field_set)
+        existing = self._relations.setdefault(child, [])
+        if relation in existing:
+            raise ConfigurationError(f"duplicate relation {child} -> {parent} by {dict(pairs)}")
+        existing.append(relation)
+        return self
+
+    def _check_known(
+        self, entity_type: str, templates: Iterable[Template], fields: frozenset[str] | None
+    ) -> None:
+        known = self._columns.get(entity_type)
+        if known is None:
+            return
+        used = {name for template in templates for name in template.fields} | (
+            fields or frozenset()
+        )
+        unknown = used - known
+        if unknown:
+            raise ConfigurationError(
+                f"{entity_type} has no field {', '.join(sorted(unknown))}; its fields are {', '.join(sorted(known))}"
+            )
+
+    # Questions
+
+    @property
+    def entity_types(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self._rules) | set(self._relations)))
+
+    def rules_for(self, entity_type: str) -> tuple[Rule, ...]:
+        return tuple(self._rules.get(entity_type, ()))
+
+    def relations_for(self, entity_type: str) -> tuple[Relation, ...]:
+        return tuple(self._relations.get(entity_type, ()))
+
+    def tags_for(
+        self,
+        entity_type: str,
+        *,
+        new: Mapping[str, Any] | None = None,
+        old: Mapping[str, Any] | None = None,
+        changed: Iterable[str] | None = None,
+    ) -> tuple[str, ...]:
+        """The tags a change touches: an insert gives ``new``, a delete ``old``, an update both.
+
+        For an update, ``changed`` defaults to the fields whose values differ, and
+        ``new`` may hold only the changed fields: the rest is taken from ``old``.
+        """
+        if entity_type not in self._rules and entity_type not in self._relations:
+            known = ", ".join(self.entity_types) or "none"
+            raise ConfigurationError(
+                f"no rules for entity type {entity_type!r}; known types: {known}"
+            )
+        if new is None and old is None:
+            raise ConfigurationError(
+                f"a change of {entity_type} needs new= (insert), old= (delete) or both (update)"
+            )
+        changed_set: frozenset[str] | None
+        if new is not None and old is not None:
+            new = {**old, **new}
+            if changed is None:
+                changed_set = frozenset(
+                    k for k in new.keys() | old.keys() if old.get(k) != new.get(k)
+                )
+            else:
+                changed_set = frozenset(changed)
+        else:
+            changed_set = None  # an insert or a delete changes every field
+        sides = [values for values in (old, new) if values is not None]
+        tags: dict[str, None] = {}
+        for rule in self._rules.get(entity_type, ()):
+            if rule.fires(changed_set):
+                for values in sides:
+                    for template in rule.tags:
+                        tags[self._format(entity_type, template, values)] = None
+        for relation in self._relations.get(entity_type, ()):
+            if not relation.fires(changed_set):
+                continue
+            for values in sides:
+                parent_values = relation.parent_values(values)
+                if parent_values is None:
+                    continue
+                for rule in self._rules.get(relation.parent, ()):
+                    for template in rule.tags:
+                        if set(template.fields) <= parent_values.keys():
+                            tags[template.format(parent_values)] = None
+        return tuple(tags)
+
+    def tags_from_values(self, entity_type: str, values: Mapping[str, Any]) -> tuple[str, ...]:
+        """Every tag of the type's rules (and its parents') that ``values`` can fill.
+
+        For helpers such as "invalidate everything about user 5": templates that need a
+        field not given are skipped; none at all is an error.
+        """
+        if entity_type not in self._rules and entity_type not in self._relations:
+            known = ", ".join(self.entity_types) or "none"
+            raise ConfigurationError(
+                f"no rules for entity type {entity_type!r}; known types: {known}"
+            )
+        tags: dict[str, None] = {}
+        for rule in self._rules.get(entity_type, ()):
+            for template in rule.tags:
+                if set(template.fields) <= values.keys():
+                    tags[self._format(entity_type, template, values)] = None
+        for relation in self._relations.get(entity_type, ()):
+            parent_values = relation.parent_values(values)
+            if parent_values is None:
+                continue
+            for rule in self._rules.get(relation.parent, ()):
+                for template in rule.tags:
+                    if set(template.fields) <= parent_values.keys():
+                        tags[template.format(parent_values)] = None
+        if not tags:
+            raise ConfigurationError(
+                f"no tag of {entity_type}'s rules can be filled from {', '.join(sorted(values)) or 'no values'}"
+            )
+        return tuple(tags)
+
+    @staticmethod
+    def _format(entity_type: str, template: Template, values: Mapping[str, Any]) -> str:
+        try:
+            return template.format(values)
+        except InvalidKeyError as exc:
+            raise InvalidKeyError(f"{entity_type}: {exc}") from None
+
+    # Showing
+
+    def table(self) -> str:
+        """The rules and relations as an aligned text table, for humans (and the CLI)."""
+        rows = [("entity", "on change of", "touches")]
+        for entity_type in self.entity_types:
+            for rule in self._rules.get(entity_type, ()):
+                on = "any field" if rule.fields is None else ", ".join(sorted(rule.fields))
+                rows.append((entity_type, on, ", ".join(t.text for t in rule.tags)))
+            for relation in self._relations.get(entity_type, ()):
+                on = "any field" if relation.fields is None else ", ".join(sorted(relation.fields))
+                by = ", ".join(f"{p}={c}" for p, c in relation.keys)
+                rows.append((entity_type, on, f"-> {relation.parent} ({by})"))
+        widths = [max(len(row[i]) for row in rows) for i in range(2)]
+        lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]
+        lines.insert(1, "-" * max(len(line) for line in lines))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
