@@ -105,7 +105,7 @@ def test_tags_for(
 def test_a_null_value_in_a_tag_is_an_error_naming_the_field(rules: Rules) -> None:
     """A tag that needs a field whose value is None fails with the entity and the field named."""
     with pytest.raises(
-        InvalidKeyError, match="evaluation: .*challenge_id must be a str or int, not NoneType"
+        InvalidKeyError, match=r"evaluation: .*challenge_id must be a str or int, not NoneType"
     ):
         rules.tags_for("evaluation", new={"id": 3, "challenge_id": None, "user_id": 2})
 

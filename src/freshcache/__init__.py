@@ -21,8 +21,8 @@ from freshcache._exceptions import (
     SerializationError,
     SignatureError,
 )
-from freshcache._keys import Template, validate_key, validate_pattern, validate_tag
 from freshcache._invalidations import EntityChange, Invalidation
+from freshcache._keys import Template, validate_key, validate_pattern, validate_tag
 from freshcache._metrics import CacheMetrics, Histogram, ManagerMetrics
 from freshcache._rules import Relation, Rule, Rules
 from freshcache._serializers import (

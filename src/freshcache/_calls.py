@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 
-async def async_invoke(loader: Callable[[], Any]) -> Any:
-    """Call ``loader``; await what it returns when that is awaitable (an async loader)."""
-    result = loader()
+async def async_invoke(function: Callable[..., Any], *args: Any) -> Any:
+    """Call ``function``; await what it returns when that is awaitable (an async function)."""
+    result = function(*args)
     if inspect.isawaitable(result):
         return await result
     return result
 
 
-def invoke(loader: Callable[[], Any]) -> Any:
-    return loader()
+def invoke(function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)

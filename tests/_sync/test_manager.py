@@ -13,7 +13,9 @@ from freshcache import (
     InvalidationManager,
     BackendError,
     ConfigurationError,
+    EntityChange,
     Invalidation,
+    InvalidKeyError,
     Rules,
 )
 
@@ -26,7 +28,11 @@ def service_rules() -> Rules:
         .entity("challenge", tags=["challenge:{id}", "user:{user_id}:challenges"])
         .entity(
             "evaluation",
-            tags=["challenge:{challenge_id}:evaluations", "user:{user_id}:evaluations", "leaderboard"],
+            tags=[
+                "challenge:{challenge_id}:evaluations",
+                "user:{user_id}:evaluations",
+                "leaderboard",
+            ],
         )
         .relation("evaluation", "challenge", keys={"id": "challenge_id"})
     )
@@ -60,7 +66,9 @@ def count_backend_calls(cache: Cache) -> list[Sequence[str]]:
     return calls
 
 
-def test_evaluation_invalidates_across_domains(cache: Cache, manager: InvalidationManager) -> None:
+def test_evaluation_invalidates_across_domains(
+    cache: Cache, manager: InvalidationManager
+) -> None:
     """An evaluation of challenge 7 by user 2 drops that challenge's evaluations, user 2's progress and the leaderboard, and nothing of user 3."""
     entries = {
         "challenge:7:evaluations": ["challenge:7:evaluations"],
@@ -75,13 +83,19 @@ def test_evaluation_invalidates_across_domains(cache: Cache, manager: Invalidati
     for key, tags in entries.items():
         cache.set(key, key, tags=tags)
 
-    manager.invalidate_entity("evaluation", new={"id": 1, "challenge_id": 7, "user_id": 2, "score": 9})
+    manager.invalidate_entity(
+        "evaluation", new={"id": 1, "challenge_id": 7, "user_id": 2, "score": 9}
+    )
 
     survivors = cache.get_many(list(entries))
-    assert {"user:3:progress", "user:3:challenges", "user:3", "challenge:8:evaluations"} == set(survivors)
+    assert {"user:3:progress", "user:3:challenges", "user:3", "challenge:8:evaluations"} == set(
+        survivors
+    )
 
 
-def test_moved_challenge_invalidates_both_users(cache: Cache, manager: InvalidationManager) -> None:
+def test_moved_challenge_invalidates_both_users(
+    cache: Cache, manager: InvalidationManager
+) -> None:
     """Moving a challenge from user 1 to user 2 drops both users' challenge lists."""
     cache.set("user:1:challenges", [7], tags=["user:1:challenges"])
     cache.set("user:2:challenges", [], tags=["user:2:challenges"])
@@ -94,7 +108,9 @@ def test_moved_challenge_invalidates_both_users(cache: Cache, manager: Invalidat
     assert {} == cache.get_many(["user:1:challenges", "user:2:challenges"])
 
 
-def test_a_transaction_costs_one_backend_operation(cache: Cache, manager: InvalidationManager) -> None:
+def test_a_transaction_costs_one_backend_operation(
+    cache: Cache, manager: InvalidationManager
+) -> None:
     """All tags of a batch of changes go to the backend in a single call."""
     calls = count_backend_calls(cache)
 
@@ -109,30 +125,38 @@ def test_a_transaction_costs_one_backend_operation(cache: Cache, manager: Invali
     assert {"evaluation": 10} == manager.metrics.invalidations_by_entity_type
 
 
-def test_a_failed_batch_applies_nothing(cache: Cache, manager: InvalidationManager) -> None:
+def test_a_failed_batch_applies_nothing(
+    cache: Cache, manager: InvalidationManager
+) -> None:
     """When the work inside a batch raises, no invalidation is applied or counted."""
     calls = count_backend_calls(cache)
 
-    with pytest.raises(RuntimeError, match="rolled back"):
+    def work() -> None:
         with manager.batch() as batch:
             batch.entity("user", new={"id": 1})
             raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError, match="rolled back"):
+        work()
 
     assert [] == calls
     assert {} == manager.metrics.invalidations_by_entity_type
 
 
-def test_bad_input_is_refused_before_anything_is_applied(cache: Cache, manager: InvalidationManager) -> None:
+def test_bad_input_is_refused_before_anything_is_applied(
+    cache: Cache, manager: InvalidationManager
+) -> None:
     """An unknown entity type, or a change whose tags cannot be formatted, applies nothing."""
     calls = count_backend_calls(cache)
 
     with pytest.raises(ConfigurationError, match="no rules for entity type 'invoice'"):
         manager.invalidate_entity("invoice", new={"id": 1})
-    with pytest.raises(ConfigurationError, match="no rules for entity type 'invoice'"):
-        manager.invalidate_entities([])  # nothing to do is fine...
-        manager.invalidate_entity("invoice", new={"id": 1})
-    with pytest.raises(Exception, match="needs user_id"):
+    with pytest.raises(InvalidKeyError, match="needs user_id"):
         manager.invalidate_entity("challenge", new={"id": 1})
+    with pytest.raises(InvalidKeyError, match="needs user_id"):  # one bad change spoils the batch
+        manager.invalidate_entities(
+            [EntityChange("user", new={"id": 1}), EntityChange("challenge", new={"id": 1})]
+        )
 
     assert [] == calls
     assert 0 == manager.metrics.entity_invalidations
@@ -150,7 +174,9 @@ def test_metrics_and_last_invalidation(manager: InvalidationManager) -> None:
     assert {"challenge": 1, "user": 2} == snapshot["invalidations_by_entity_type"]
     assert 2 == snapshot["key_invalidations"]
     assert 1 == snapshot["pattern_invalidations"]
-    assert 6 == snapshot["tag_invalidations"]  # user:1 leaderboard user:2 leaderboard challenge:3 user:1:challenges
+    assert (
+        6 == snapshot["tag_invalidations"]
+    )  # user:1 leaderboard user:2 leaderboard challenge:3 user:1:challenges
     assert 0 == snapshot["failed_invalidations"]
     assert 5 == snapshot["invalidate_latency"]["count"]
     last = snapshot["last_invalidation"]
@@ -213,7 +239,9 @@ def test_two_phases_commit(cache: Cache, manager: InvalidationManager) -> None:
     assert "new" == cache.get("user:1")
 
 
-def test_two_phases_abort_keeps_the_cache_warm(cache: Cache, manager: InvalidationManager) -> None:
+def test_two_phases_abort_keeps_the_cache_warm(
+    cache: Cache, manager: InvalidationManager
+) -> None:
     """A rollback lets go of the tags and the entry from before is a hit again."""
     cache.set("user:1", "unchanged", tags=["user:1"])
     pending = manager.begin(["user:1"])
@@ -233,7 +261,11 @@ def test_unreachable_backend_never_fails_the_write() -> None:
 
         assert not invalidation.applied
         snapshot = manager.snapshot()
-        assert (1, 2, 2) == (snapshot["failed_invalidations"], snapshot["retried_invalidations"], snapshot["queued_invalidations"])
+        assert (1, 2, 2) == (
+            snapshot["failed_invalidations"],
+            snapshot["retried_invalidations"],
+            snapshot["queued_invalidations"],
+        )
         assert not snapshot["last_invalidation"]["applied"]
     finally:
         manager.close()

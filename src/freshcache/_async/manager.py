@@ -238,7 +238,7 @@ class AsyncInvalidationManager:
     async def _notify(self, invalidation: Invalidation) -> None:
         for callback in list(self._subscribers):
             try:
-                await async_invoke(lambda: callback(invalidation))
+                await async_invoke(callback, invalidation)
             except Exception:
                 self.metrics.notification_errors += 1
                 log.exception("invalidation subscriber %r failed", callback)

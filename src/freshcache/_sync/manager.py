@@ -59,7 +59,9 @@ class InvalidationManager:
         if retries < 0:
             raise ConfigurationError(f"retries must be zero or more, not {retries}")
         if not pending_ttl > 0:
-            raise ConfigurationError(f"pending_ttl must be a positive number of seconds, not {pending_ttl}")
+            raise ConfigurationError(
+                f"pending_ttl must be a positive number of seconds, not {pending_ttl}"
+            )
         self.cache = cache
         self.rules = rules if rules is not None else Rules()
         self.retries = retries
@@ -104,7 +106,9 @@ class InvalidationManager:
         source: str = "application",
     ) -> Invalidation:
         """Invalidate what one insert (``new``), delete (``old``) or update (both) touches."""
-        change = EntityChange(entity_type, new, old, None if changed is None else frozenset(changed))
+        change = EntityChange(
+            entity_type, new, old, None if changed is None else frozenset(changed)
+        )
         return self.invalidate_entities([change], source=source)
 
     def invalidate_entities(
@@ -140,15 +144,21 @@ class InvalidationManager:
         """A helper for one entity type: ``manager.entity("user")(id=5)``."""
         if entity_type not in self.rules.entity_types:
             known = ", ".join(self.rules.entity_types) or "none"
-            raise ConfigurationError(f"no rules for entity type {entity_type!r}; known types: {known}")
+            raise ConfigurationError(
+                f"no rules for entity type {entity_type!r}; known types: {known}"
+            )
         return EntityInvalidator(self, entity_type)
 
     # Tags, keys, patterns
 
-    def invalidate_tags(self, tags: Iterable[str], *, source: str = "application") -> Invalidation:
+    def invalidate_tags(
+        self, tags: Iterable[str], *, source: str = "application"
+    ) -> Invalidation:
         return self._apply(Invalidation(tags=validate_tags(tags), source=source))
 
-    def invalidate_keys(self, keys: Iterable[str], *, source: str = "application") -> Invalidation:
+    def invalidate_keys(
+        self, keys: Iterable[str], *, source: str = "application"
+    ) -> Invalidation:
         key_list = tuple(dict.fromkeys(validate_key(key) for key in keys))
         return self._apply(Invalidation(keys=key_list, source=source))
 
@@ -172,7 +182,9 @@ class InvalidationManager:
         if not tag_list:
             return PendingWrite(token, (), True)
         try:
-            self.cache.backend.mark_pending(tag_list, token=token, ttl=ttl or self.pending_ttl)
+            self.cache.backend.mark_pending(
+                tag_list, token=token, ttl=ttl or self.pending_ttl
+            )
         except BackendError as exc:
             # The write goes on; its commit invalidates (or queues) as in commit mode.
             log.warning("could not mark %d tags pending: %s", len(tag_list), exc)
@@ -187,12 +199,16 @@ class InvalidationManager:
         source: str = "transaction",
     ) -> Invalidation:
         """After the commit: give the tags new versions and let go of them."""
-        invalidation = Invalidation(tags=pending.tags, entity_types=tuple(entity_types), source=source)
+        invalidation = Invalidation(
+            tags=pending.tags, entity_types=tuple(entity_types), source=source
+        )
         if not pending.tags:
             return invalidation
 
         def release() -> None:
-            self.cache.backend.clear_pending(pending.tags, token=pending.token, committed=True)
+            self.cache.backend.clear_pending(
+                pending.tags, token=pending.token, committed=True
+            )
 
         return self._apply(invalidation, release if pending.marked else None)
 
@@ -201,7 +217,9 @@ class InvalidationManager:
         if not (pending.tags and pending.marked):
             return
         try:
-            self.cache.backend.clear_pending(pending.tags, token=pending.token, committed=False)
+            self.cache.backend.clear_pending(
+                pending.tags, token=pending.token, committed=False
+            )
         except BackendError as exc:
             # Harmless: the marks expire, and the tags then get new versions.
             log.warning("could not clear pending marks after a rollback: %s", exc)
@@ -221,7 +239,7 @@ class InvalidationManager:
     def _notify(self, invalidation: Invalidation) -> None:
         for callback in list(self._subscribers):
             try:
-                invoke(lambda: callback(invalidation))
+                invoke(callback, invalidation)
             except Exception:
                 self.metrics.notification_errors += 1
                 log.exception("invalidation subscriber %r failed", callback)
@@ -331,7 +349,9 @@ class InvalidationBatch:
         old: Mapping[str, Any] | None = None,
         changed: Iterable[str] | None = None,
     ) -> None:
-        change = EntityChange(entity_type, new, old, None if changed is None else frozenset(changed))
+        change = EntityChange(
+            entity_type, new, old, None if changed is None else frozenset(changed)
+        )
         self._tags.update(dict.fromkeys(self.manager._tags_of([change])))  # fails fast on bad input
         self.changes.append(change)
 
