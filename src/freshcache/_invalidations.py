@@ -34,6 +34,7 @@ class Invalidation:
     def as_dict(self) -> dict[str, Any]:
         return {
             "at": datetime.fromtimestamp(self.at, timezone.utc).isoformat(),
+            "timestamp": self.at,
             "entity_type": self.entity_types[0] if len(self.entity_types) == 1 else None,
             "entity_types": list(self.entity_types),
             "tags": list(self.tags),
