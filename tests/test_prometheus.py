@@ -9,32 +9,32 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from freshcache import AsyncCache, AsyncInvalidationManager, Rules
+from freshcache import Cache, InvalidationManager, Rules
 from freshcache._metrics import CacheMetrics, ManagerMetrics
 from freshcache.prometheus import FreshcacheCollector
 
 from .conftest import REQUIRE_SERVICES
 
 
-async def exposition() -> str:
-    cache = AsyncCache.from_url("memory://")
+def exposition() -> str:
+    cache = Cache.from_url("memory://")
     rules = Rules().entity("user", tags=["user:{id}"]).entity("challenge", tags=["challenge:{id}"])
-    manager = AsyncInvalidationManager(cache, rules)
+    manager = InvalidationManager(cache, rules)
     for _ in range(3):
-        await cache.get_or_load("user:1", lambda: {"id": 1}, tags=["user:1"])
-    await manager.invalidate_entity("user", new={"id": 1})
-    await manager.invalidate_entity("user", new={"id": 2})
-    await manager.invalidate_entity("challenge", old={"id": 3})
+        cache.get_or_load("user:1", lambda: {"id": 1}, tags=["user:1"])
+    manager.invalidate_entity("user", new={"id": 1})
+    manager.invalidate_entity("user", new={"id": 2})
+    manager.invalidate_entity("challenge", old={"id": 3})
     registry = CollectorRegistry()
     registry.register(FreshcacheCollector(manager=manager, labels={"cache": "main"}))
-    await manager.aclose()
+    manager.close()
     return generate_latest(registry).decode()
 
 
-async def test_exposition_parses_and_carries_the_values() -> None:
+def test_exposition_parses_and_carries_the_values() -> None:
     """prometheus-client's own parser reads every metric back with the right values and labels."""
     families = {
-        family.name: family for family in text_string_to_metric_families(await exposition())
+        family.name: family for family in text_string_to_metric_families(exposition())
     }
 
     for name in CacheMetrics.COUNTERS:
@@ -62,7 +62,7 @@ async def test_exposition_parses_and_carries_the_values() -> None:
     )
 
 
-async def test_promtool_accepts_the_exposition() -> None:
+def test_promtool_accepts_the_exposition() -> None:
     """promtool check metrics finds nothing to complain about."""
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -71,7 +71,7 @@ async def test_promtool_accepts_the_exposition() -> None:
                 "promtool is not installed (Debian's prometheus package), and FRESHCACHE_REQUIRE_SERVICES=1"
             )
         pytest.skip("promtool is not installed (apt-get install prometheus)")
-    text = await exposition()
+    text = exposition()
 
     checked = subprocess.run(
         [promtool, "check", "metrics"],
