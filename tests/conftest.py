@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from .redis_server import RedisServer
+
 REDIS_URL = os.environ.get("FRESHCACHE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get(
     "FRESHCACHE_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -65,3 +67,18 @@ def cache_url(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue("redis_url")
     ns: str = request.getfixturevalue("namespace")
     return f"{url}?namespace={ns}"
+
+
+@pytest.fixture
+def private_redis(redis_url: str) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may stop and start; removed afterwards.
+
+    Persistent, so that data written before a stop is there after the start, as after a
+    network partition: the case where stale entries could come back.
+    """
+    server = RedisServer(persistent=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()

@@ -1,0 +1,82 @@
+"""The manager when Redis really stops and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from freshcache import AsyncCache, AsyncInvalidationManager, Cache, InvalidationManager, Rules
+
+from .redis_server import RedisServer
+
+RULES = (
+    Rules()
+    .entity("user", tags=["user:{id}"])
+    .entity("challenge", tags=["challenge:{id}", "user:{user_id}:challenges"])
+)
+
+
+@pytest.mark.slow
+async def test_invalidations_queue_while_redis_is_down_and_drain_when_back(
+    private_redis: RedisServer,
+) -> None:
+    """Redis stopped: invalidate_entity returns, counts and queues; Redis back: the queue drains and entries are misses."""
+    cache = AsyncCache.from_url(private_redis.url, connect_timeout=0.2, retries=0)
+    manager = AsyncInvalidationManager(cache, RULES, retries=1, backoff=0.01)
+    manager.failure_sink.first_delay = 0.05  # type: ignore[attr-defined]
+    manager.failure_sink.max_delay = 0.2  # type: ignore[attr-defined]
+    try:
+        await cache.set("user:1:challenges", [7], tags=["user:1:challenges"])
+        await cache.set("user:2:challenges", [], tags=["user:2:challenges"])
+        await cache.set("challenge:9", "untouched", tags=["challenge:9"])
+        private_redis.stop()
+        started = time.monotonic()
+        invalidation = await manager.invalidate_entity(
+            "challenge", old={"id": 7, "user_id": 1}, new={"id": 7, "user_id": 2}
+        )
+        assert time.monotonic() - started < 2.0
+        assert not invalidation.applied
+        assert (1, 3) == (manager.metrics.failed_invalidations, len(manager.failure_sink))
+
+        # The server comes back with the entries from before (persistence, as after a
+        # partition): once the queue has drained they must not be served.
+        private_redis.start()
+
+        deadline = time.monotonic() + 10
+        while len(manager.failure_sink) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+        assert 0 == len(manager.failure_sink)
+        assert 1 == manager.metrics.recovered_invalidations
+        assert {"challenge:9": "untouched"} == await cache.get_many(
+            ["user:1:challenges", "user:2:challenges", "challenge:9"]
+        )
+    finally:
+        await manager.aclose()
+        await cache.aclose()
+
+
+@pytest.mark.slow
+def test_sync_manager_drains_on_its_own_thread(private_redis: RedisServer) -> None:
+    """The sync manager's queue drains on a background thread once Redis is back."""
+    cache = Cache.from_url(private_redis.url, connect_timeout=0.2, retries=0)
+    manager = InvalidationManager(cache, RULES, retries=0)
+    manager.failure_sink.first_delay = 0.05  # type: ignore[attr-defined]
+    manager.failure_sink.max_delay = 0.2  # type: ignore[attr-defined]
+    try:
+        cache.set("user:1", "stale", tags=["user:1"])
+        private_redis.stop()
+        assert not manager.invalidate_entity("user", new={"id": 1}).applied
+        private_redis.start()
+
+        deadline = time.monotonic() + 10
+        while len(manager.failure_sink) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        assert 0 == len(manager.failure_sink)
+        assert None is cache.get("user:1")
+    finally:
+        manager.close()
+        cache.close()
