@@ -8,7 +8,9 @@ from freshcache import InvalidKeyError, Template, validate_key, validate_pattern
 from freshcache._keys import MAX_KEY_LENGTH, MAX_TAG_LENGTH, validate_tags
 
 
-@pytest.mark.parametrize("key", ["user:1", "a", "user:42:challenges", "x" * MAX_KEY_LENGTH, "a.b-c_d/e@f=g+h,i|j#k"])
+@pytest.mark.parametrize(
+    "key", ["user:1", "a", "user:42:challenges", "x" * MAX_KEY_LENGTH, "a.b-c_d/e@f=g+h,i|j#k"]
+)
 def test_valid_keys_pass_unchanged(key: str) -> None:
     """A key in the alphabet and within the limit is returned as given."""
     assert key == validate_key(key)

@@ -19,7 +19,9 @@ from freshcache import (
 VALUE = {"name": "Zoë 🚀", "scores": [1, 2.5, None, True], "nested": {"k": "v" * 1000}}
 
 
-@pytest.mark.parametrize("serializer", [JSONSerializer(), MsgpackSerializer(), SignedPickleSerializer(b"k" * 32)])
+@pytest.mark.parametrize(
+    "serializer", [JSONSerializer(), MsgpackSerializer(), SignedPickleSerializer(b"k" * 32)]
+)
 def test_round_trip(serializer: JSONSerializer) -> None:
     """Every serializer gives back an equal value, unicode included."""
     assert VALUE == serializer.loads(serializer.dumps(VALUE))

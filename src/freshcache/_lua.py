@@ -15,7 +15,9 @@ round trip Redis has, and the versions are compared in the client.
 
 from __future__ import annotations
 
-# Live holders of a pending hash: prune the expired ones, count the rest.
+# Live holders of a pending hash: prune the expired ones, count the rest, and return the
+# latest deadline among them. A holder that expired died with its outcome unknown (it may
+# have committed), so the version to restore on rollback is forgotten with it.
 _HOLDERS = """
 local function now_ms()
   local t = redis.call('TIME')
@@ -24,16 +26,19 @@ end
 local function live_holders(hold, now)
   local fields = redis.call('HGETALL', hold)
   local live = 0
+  local latest = now
   for i = 1, #fields, 2 do
     if fields[i] ~= 'prev' then
-      if tonumber(fields[i + 1]) <= now then
-        redis.call('HDEL', hold, fields[i])
+      local deadline = tonumber(fields[i + 1])
+      if deadline <= now then
+        redis.call('HDEL', hold, fields[i], 'prev')
       else
         live = live + 1
+        latest = math.max(latest, deadline)
       end
     end
   end
-  return live
+  return live, latest
 end
 """
 
@@ -177,7 +182,8 @@ for i = 1, n do
   local version, hold = KEYS[i], KEYS[n + i]
   redis.call('HDEL', hold, token)
   if committed then redis.call('HDEL', hold, 'prev') end
-  if live_holders(hold, now) == 0 then
+  local live, latest = live_holders(hold, now)
+  if live == 0 then
     local previous = redis.call('HGET', hold, 'prev')
     redis.call('DEL', hold)
     local current = redis.call('GET', version)
@@ -186,6 +192,10 @@ for i = 1, n do
     elseif committed or (current and string.sub(current, 1, 1) == '!') then
       redis.call('DEL', version)
     end
+  else
+    -- The mark lasts as long as the writers still holding it, not the one that left.
+    redis.call('PEXPIRE', hold, latest - now)
+    redis.call('PEXPIRE', version, latest - now)
   end
 end
 return n

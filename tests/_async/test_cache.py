@@ -45,7 +45,12 @@ async def test_get_or_load_loads_once_then_hits(cache: AsyncCache) -> None:
 
     assert 1 == loader.calls
     snapshot = cache.metrics.snapshot()
-    assert (1, 1, 1, 1) == (snapshot["hits"], snapshot["misses"], snapshot["loads"], snapshot["sets"])
+    assert (1, 1, 1, 1) == (
+        snapshot["hits"],
+        snapshot["misses"],
+        snapshot["loads"],
+        snapshot["sets"],
+    )
     assert 0.5 == snapshot["hit_rate"]
 
 
@@ -166,7 +171,9 @@ async def test_negative_caching_is_invalidated_by_the_insert(cache: AsyncCache) 
 
     await cache.invalidate_tags(["user:404"])  # the row was inserted
 
-    assert {"id": 404} == await cache.get_or_load("user:404", loader, tags=["user:404"], cache_none=True)
+    assert {"id": 404} == await cache.get_or_load(
+        "user:404", loader, tags=["user:404"], cache_none=True
+    )
 
 
 async def test_negative_ttl_bounds_cached_none(cache_url: str) -> None:

@@ -46,7 +46,12 @@ def test_get_or_load_loads_once_then_hits(cache: Cache) -> None:
 
     assert 1 == loader.calls
     snapshot = cache.metrics.snapshot()
-    assert (1, 1, 1, 1) == (snapshot["hits"], snapshot["misses"], snapshot["loads"], snapshot["sets"])
+    assert (1, 1, 1, 1) == (
+        snapshot["hits"],
+        snapshot["misses"],
+        snapshot["loads"],
+        snapshot["sets"],
+    )
     assert 0.5 == snapshot["hit_rate"]
 
 
@@ -167,7 +172,9 @@ def test_negative_caching_is_invalidated_by_the_insert(cache: Cache) -> None:
 
     cache.invalidate_tags(["user:404"])  # the row was inserted
 
-    assert {"id": 404} == cache.get_or_load("user:404", loader, tags=["user:404"], cache_none=True)
+    assert {"id": 404} == cache.get_or_load(
+        "user:404", loader, tags=["user:404"], cache_none=True
+    )
 
 
 def test_negative_ttl_bounds_cached_none(cache_url: str) -> None:
