@@ -45,8 +45,8 @@ async def test_invalidations_queue_while_redis_is_down_and_drain_when_back(
         private_redis.start()
 
         deadline = time.monotonic() + 10
-        while len(manager.failure_sink) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - polls the queue the manager owns, bounded by the deadline
+        while len(manager.failure_sink) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the queue the manager owns, bounded by the deadline
+            await asyncio.sleep(0.05)
 
         assert 0 == len(manager.failure_sink)
         assert 1 == manager.metrics.recovered_invalidations
