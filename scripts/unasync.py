@@ -16,10 +16,7 @@ from pathlib import Path
 
 SUBSTITUTIONS = [
     (r"from freshcache\._async", "from freshcache._sync"),
-    (r"freshcache\._async\.", "freshcache._sync."),
-    (r"tests\._async", "tests._sync"),
     (r"\bAsyncIterator\b", "Iterator"),
-    (r"\bAsyncGenerator\b", "Generator"),
     (r"\bAwaitable\[([^\]]+)\]", r"\1"),
     (r"\bAsync([A-Z][A-Za-z]*)", r"\1"),
     (r"\basync_([a-z_]+)\b", r"\1"),
@@ -30,11 +27,7 @@ SUBSTITUTIONS = [
     (r"__aenter__", "__enter__"),
     (r"__aexit__", "__exit__"),
     (r"\baclose\b", "close"),
-    (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\bredis\.asyncio\b", "redis"),
-    (r"@pytest\.mark\.asyncio\n", ""),
-    (r"\basyncio\.gather\(", "sync_gather("),
-    (r"\bthe event loop\b", "the thread"),
 ]
 COMPILED = [(re.compile(pattern), replacement) for pattern, replacement in SUBSTITUTIONS]
 

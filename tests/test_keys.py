@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from freshcache import InvalidKeyError, Template, validate_key, validate_pattern, validate_tag
@@ -95,3 +97,34 @@ def test_malformed_templates_are_refused(text: str, message: str) -> None:
     """Attribute access, conversions, positions and broken braces are refused up front."""
     with pytest.raises(InvalidKeyError, match=message):
         Template(text)
+
+
+KEYS = ["user:", "user:1", "user:2", "user:3", "user:12", "user:1:x", "users", "auser:1", "User:1",
+        "user:bx", "user:dx", "abc", "a!c", "axc", "a*b", "axb", "a^c", "a-c", "a]c"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["user:*", "user:?", "user:[12]", "user:[^12]", "user:[a-c]x", "user:[c-a]x", "a[!b]c", "a\\*b",
+     "User:*", "a[\\^]c", "a[-]c", "a[]c", "a[x", "*:*", "?????"],
+)  # fmt: skip
+def test_pattern_regex_matches_exactly_what_redis_matches(redis_url: str, pattern: str) -> None:
+    """The memory backend's glob selects the same keys as Redis's SCAN MATCH on the real server."""
+    import redis
+
+    from freshcache._keys import pattern_regex
+
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"globtest:{uuid.uuid4().hex}:"
+    try:
+        client.mset({prefix + key: 1 for key in KEYS})
+        by_redis = sorted(
+            name.decode()[len(prefix) :]
+            for name in client.scan_iter(match=prefix + pattern, count=1000)
+        )
+    finally:
+        client.delete(*[prefix + key for key in KEYS])
+        client.close()
+
+    regex = pattern_regex(pattern)
+    assert by_redis == sorted(key for key in KEYS if regex.fullmatch(key))

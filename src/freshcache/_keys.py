@@ -72,6 +72,47 @@ def validate_pattern(pattern: object, *, confirm_all: bool = False) -> str:
     return value
 
 
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """The regular expression for a glob, with Redis's rules (``*``, ``?``, ``[a-z]``, ``[^a]``, ``\\``).
+
+    The memory backend matches exactly what ``SCAN MATCH`` would, not what fnmatch would
+    (fnmatch negates with ``[!a]`` and may fold case).
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        i += 1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "\\" and i < n:
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif char == "[":
+            negate = i < n and pattern[i] == "^"
+            i += negate
+            members: list[str] = []
+            while i < n and pattern[i] != "]":
+                if pattern[i] == "\\" and i + 1 < n:
+                    members.append(re.escape(pattern[i + 1]))
+                    i += 2
+                elif i + 2 < n and pattern[i + 1] == "-" and pattern[i + 2] != "]":
+                    low, high = sorted((pattern[i], pattern[i + 2]))
+                    members.append(f"{re.escape(low)}-{re.escape(high)}")
+                    i += 3
+                else:
+                    members.append(re.escape(pattern[i]))
+                    i += 1
+            i += 1  # the closing bracket (Redis tolerates a missing one)
+            body = "".join(members)
+            out.append(f"[{'^' if negate else ''}{body}]" if body else ("." if negate else "(?!)"))
+        else:
+            out.append(re.escape(char))
+    return re.compile("".join(out), re.DOTALL)
+
+
 class Template:
     """A key or tag with ``{name}`` placeholders, such as ``"user:{id}:challenges"``."""
 

@@ -245,6 +245,28 @@ async def test_invalid_key_fails_before_loading(cache: AsyncCache) -> None:
     assert 0 == loader.calls
 
 
+async def test_bad_keys_and_tags_are_refused_on_every_read(cache: AsyncCache) -> None:
+    """Reads refuse a non-str key, an invalid key, and a bare string given as tags."""
+    loader = Counter(1)
+
+    with pytest.raises(InvalidKeyError, match="key must be a str, not int"):
+        await cache.get_or_load(42, loader)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError, match="key must be a str, not int"):
+        await cache.get(42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError, match="' ' at position 3"):
+        await cache.get("bad key")
+    with pytest.raises(InvalidKeyError, match="not the string 'user:1'"):
+        await cache.get_or_load("k", loader, tags="user:1")
+    with pytest.raises(InvalidKeyError, match="not the string 'user:1'"):
+        await cache.get("k", tags="user:1")  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError, match="not the string 'ab'"):
+        await cache.get_many("ab")
+    with pytest.raises(InvalidKeyError, match="' ' at position 1"):
+        await cache.get_many(["a b"])
+
+    assert 0 == loader.calls
+
+
 async def test_cached_decorator_fills_templates_from_arguments(cache: AsyncCache) -> None:
     """cached builds the key and tags from the call's arguments, defaults included."""
     calls: list[tuple[int, str]] = []

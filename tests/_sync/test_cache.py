@@ -246,6 +246,28 @@ def test_invalid_key_fails_before_loading(cache: Cache) -> None:
     assert 0 == loader.calls
 
 
+def test_bad_keys_and_tags_are_refused_on_every_read(cache: Cache) -> None:
+    """Reads refuse a non-str key, an invalid key, and a bare string given as tags."""
+    loader = Counter(1)
+
+    with pytest.raises(InvalidKeyError, match="key must be a str, not int"):
+        cache.get_or_load(42, loader)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError, match="key must be a str, not int"):
+        cache.get(42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError, match="' ' at position 3"):
+        cache.get("bad key")
+    with pytest.raises(InvalidKeyError, match="not the string 'user:1'"):
+        cache.get_or_load("k", loader, tags="user:1")
+    with pytest.raises(InvalidKeyError, match="not the string 'user:1'"):
+        cache.get("k", tags="user:1")  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError, match="not the string 'ab'"):
+        cache.get_many("ab")
+    with pytest.raises(InvalidKeyError, match="' ' at position 1"):
+        cache.get_many(["a b"])
+
+    assert 0 == loader.calls
+
+
 def test_cached_decorator_fills_templates_from_arguments(cache: Cache) -> None:
     """cached builds the key and tags from the call's arguments, defaults included."""
     calls: list[tuple[int, str]] = []

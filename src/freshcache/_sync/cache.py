@@ -13,9 +13,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from freshcache._sync.backends.base import Backend
+from freshcache._sync.batching import TagBatcher
 from freshcache._calls import invoke
 from freshcache._entries import MISSING, FillStatus, new_token
-from freshcache._exceptions import BackendError, ConfigurationError
+from freshcache._exceptions import BackendError, ConfigurationError, InvalidKeyError
 from freshcache._keys import Template, validate_key, validate_pattern, validate_tags
 from freshcache._metrics import CacheMetrics
 from freshcache._synchronization import Event, sleep
@@ -85,6 +86,7 @@ class Cache:
         self.metrics = metrics if metrics is not None else CacheMetrics()
         self._flights: dict[str, _Flight] = {}
         self._get_count = 0
+        self._batcher = TagBatcher(backend)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Cache:
@@ -114,10 +116,17 @@ class Cache:
 
     def get(self, key: str, default: Any = None, *, tags: Sequence[str] | None = None) -> Any:
         """The cached value of ``key``, or ``default`` on a miss."""
+        if isinstance(tags, str):
+            raise InvalidKeyError(f"tags must be a list of strings, not the string {tags!r}")
         value = self._lookup(key, tags)
-        return default if value is MISSING else value
+        if value is MISSING:
+            validate_key(key)  # a bad key can never hit, so only misses pay for the check
+            return default
+        return value
 
     def _lookup(self, key: str, tags: Sequence[str] | None) -> Any:
+        if key.__class__ is not str:
+            validate_key(key)  # raises: a key must be a str before it goes near the backend
         metrics = self.metrics
         self._get_count += 1
         timed = self._get_count % metrics.get_sample_every == 0
@@ -137,7 +146,9 @@ class Cache:
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The hits among ``keys``, as a dict; misses are left out."""
-        keys = list(keys)
+        if isinstance(keys, str):
+            raise InvalidKeyError(f"keys must be a list of strings, not the string {keys!r}")
+        keys = [validate_key(key) for key in keys]
         try:
             found = self.backend.get_many(keys)
         except BackendError as exc:
@@ -209,7 +220,7 @@ class Cache:
         ``lease_wait`` seconds, after which they load without filling. A holder that
         dies loses its lease after ``lease_ttl`` and another caller takes over.
         """
-        tag_list = tags if isinstance(tags, (list, tuple)) else list(tags)
+        tag_list = tags if isinstance(tags, (list, tuple)) else validate_tags(tags)
         flights = self._flights
         if flights and key in flights:
             # A load of this key is already running here: join it without asking the backend.
@@ -399,13 +410,17 @@ class Cache:
     # Invalidation: failures raise, they are never swallowed here
 
     def invalidate_tags(self, tags: Iterable[str]) -> None:
-        """Give each tag a new version: every entry that depends on it is a miss from now on."""
+        """Give each tag a new version: every entry that depends on it is a miss from now on.
+
+        Concurrent calls share backend operations (group commit); each returns once its
+        own tags are applied.
+        """
         tag_list = validate_tags(tags)
         if not tag_list:
             return
         started = time.perf_counter()
         try:
-            self.backend.invalidate_tags(tag_list)
+            self._batcher.invalidate(tag_list)
         except BackendError as exc:
             self._backend_failed("invalidate_tags", exc, swallow=False)
         finally:
@@ -414,6 +429,8 @@ class Cache:
 
     def invalidate_keys(self, keys: Iterable[str]) -> int:
         """Delete entries by key; how many existed."""
+        if isinstance(keys, str):
+            raise InvalidKeyError(f"keys must be a list of strings, not the string {keys!r}")
         key_list = [validate_key(key) for key in keys]
         if not key_list:
             return 0

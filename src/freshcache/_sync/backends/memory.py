@@ -8,7 +8,6 @@ a value after caching it. Everything per key or per tag is bounded: entries by c
 
 from __future__ import annotations
 
-import fnmatch
 import sys
 import time
 from collections import OrderedDict
@@ -25,6 +24,7 @@ from freshcache._entries import (
     new_version,
 )
 from freshcache._exceptions import ConfigurationError
+from freshcache._keys import pattern_regex
 from freshcache._synchronization import CriticalSection
 
 
@@ -91,6 +91,7 @@ class MemoryBackend(Backend):
         self._versions: OrderedDict[str, str] = OrderedDict()
         self._holds: dict[str, _Hold] = {}
         self._leases: dict[str, tuple[str, float]] = {}
+        self._operations = 0
         self._guard = CriticalSection()
 
     def __len__(self) -> int:
@@ -128,6 +129,7 @@ class MemoryBackend(Backend):
     ) -> FillTicket:
         with self._guard:
             now = self._clock()
+            self._sweep(now)
             if any(self._is_held(tag, now) for tag in tags):
                 return FillTicket(FillStatus.PENDING)
             if lease_ttl is not None:
@@ -136,6 +138,20 @@ class MemoryBackend(Backend):
                     return FillTicket(FillStatus.BUSY)
                 self._leases[key] = (token, now + lease_ttl)
             return FillTicket(FillStatus.ACQUIRED, [self._version_of(tag) for tag in tags])
+
+    def _sweep(self, now: float, every: int = 1024) -> None:
+        """Every so many operations, drop the leases and pending marks whose holders died.
+
+        Otherwise a lease or a mark would linger until its key or tag is touched again;
+        this keeps both bounded by their TTL without a timer thread.
+        """
+        self._operations += 1
+        if self._operations % every:
+            return
+        for key in [key for key, (_, deadline) in self._leases.items() if deadline <= now]:
+            del self._leases[key]
+        for tag in list(self._holds):
+            self._is_held(tag, now)
 
     def _version_of(self, tag: str) -> str:
         version = self._versions.get(tag)
@@ -208,7 +224,8 @@ class MemoryBackend(Backend):
 
     def delete_pattern(self, pattern: str) -> int:
         with self._guard:
-            matched = fnmatch.filter(list(self._entries), pattern)
+            match = pattern_regex(pattern).fullmatch
+            matched = [key for key in self._entries if match(key)]
             return sum(self._remove(key) for key in matched)
 
     # Tags
@@ -241,6 +258,7 @@ class MemoryBackend(Backend):
     def mark_pending(self, tags: Sequence[str], *, token: str, ttl: float) -> None:
         with self._guard:
             now = self._clock()
+            self._sweep(now)
             for tag in tags:
                 if not self._is_held(tag, now):
                     self._holds[tag] = _Hold(self._versions.get(tag))

@@ -1,0 +1,93 @@
+"""Group commit for tag invalidations: concurrent callers share one backend operation.
+
+The first caller leads: it sends every tag queued so far in one ``invalidate_tags`` and
+wakes the callers whose tags went with it. Callers that arrive meanwhile queue up; when
+the leader's operation returns, the oldest of them is promoted to lead the next one. A
+caller returns only once its own tags are applied, so read-after-write is unchanged; a
+lone caller waits for nothing but its own round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from freshcache._async.backends.base import AsyncBackend
+from freshcache._exceptions import BackendError
+from freshcache._synchronization import AsyncCriticalSection, AsyncEvent
+
+
+class _Waiter:
+    __slots__ = ("error", "finished", "leads", "wake")
+
+    def __init__(self) -> None:
+        self.wake = AsyncEvent()
+        self.leads = False
+        self.finished = False
+        self.error: BaseException | None = None
+
+
+class AsyncTagBatcher:
+    """Merges concurrent invalidations of tags into as few backend operations as possible."""
+
+    def __init__(self, backend: AsyncBackend) -> None:
+        self.backend = backend
+        self.operations = 0  # backend calls made, for the curious and the tests
+        self._tags: dict[str, None] = {}
+        self._waiters: list[_Waiter] = []
+        self._leading = False
+        self._guard = AsyncCriticalSection()
+
+    async def invalidate(self, tags: Sequence[str]) -> None:
+        waiter = _Waiter()
+        with self._guard:
+            self._tags.update(dict.fromkeys(tags))
+            self._waiters.append(waiter)
+            if not self._leading:
+                self._leading = waiter.leads = True
+        try:
+            while not waiter.finished:
+                if waiter.leads:
+                    await self._flush()
+                else:
+                    await waiter.wake.wait()
+        except BaseException:
+            if waiter.leads and not waiter.finished:
+                self._hand_over()  # cancelled after promotion: never strand the others
+            raise
+        if waiter.error is not None:
+            raise waiter.error
+
+    async def _flush(self) -> None:
+        with self._guard:
+            tags, batch = list(self._tags), self._waiters
+            self._tags, self._waiters = {}, []
+        error: BaseException | None = None
+        try:
+            self.operations += 1
+            await self.backend.invalidate_tags(tags)
+        except Exception as exc:
+            error = exc
+        except BaseException:
+            # The leader itself was interrupted: the others must retry, not hang.
+            interrupted = BackendError("invalidation interrupted before it was confirmed")
+            self._finish(batch, interrupted)
+            raise
+        finally:
+            self._hand_over()
+        self._finish(batch, error)
+
+    def _finish(self, batch: list[_Waiter], error: BaseException | None) -> None:
+        for waiter in batch:
+            if not waiter.finished:
+                waiter.error = error
+                waiter.finished = True
+                waiter.wake.set()
+
+    def _hand_over(self) -> None:
+        with self._guard:
+            if self._waiters:
+                successor = self._waiters[0]
+                successor.leads = True
+                successor.wake.set()
+            else:
+                self._leading = False
