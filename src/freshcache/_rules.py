@@ -35,7 +35,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class Relation:
-    """A change of ``child`` touches ``parent``'s tags, its fields read from the child by ``keys``."""
+    """A change of ``child`` touches the tags that name its ``parent``, read from the child by ``keys``."""
 
     child: str
     parent: str
@@ -245,7 +245,9 @@ class Rules:
             if rule.fires(changed_set):
                 for values in sides:
                     for template in rule.tags:
-                        tags[self._format(entity_type, template, values)] = None
+                        tag = self._format(entity_type, template, values)
+                        if tag is not None:
+                            tags[tag] = None
         for relation in self._relations.get(entity_type, ()):
             if not relation.fires(changed_set):
                 continue
@@ -253,11 +255,21 @@ class Rules:
                 parent_values = relation.parent_values(values)
                 if parent_values is None:
                     continue
-                for rule in self._rules.get(relation.parent, ()):
-                    for template in rule.tags:
-                        if set(template.fields) <= parent_values.keys():
-                            tags[template.format(parent_values)] = None
+                tags.update(dict.fromkeys(self._parent_tags(relation, parent_values)))
         return tuple(tags)
+
+    def _parent_tags(self, relation: Relation, parent_values: Mapping[str, Any]) -> list[str]:
+        """The parent's tags that name this parent: templates filled entirely from the keys.
+
+        A template without placeholders (a type-wide tag such as ``challenges``) is left
+        out: one child's change says nothing about every parent.
+        """
+        return [
+            template.format(parent_values)
+            for rule in self._rules.get(relation.parent, ())
+            for template in rule.tags
+            if template.fields and set(template.fields) <= parent_values.keys()
+        ]
 
     def tags_from_values(self, entity_type: str, values: Mapping[str, Any]) -> tuple[str, ...]:
         """Every tag of the type's rules (and its parents') that ``values`` can fill.
@@ -274,15 +286,13 @@ class Rules:
         for rule in self._rules.get(entity_type, ()):
             for template in rule.tags:
                 if set(template.fields) <= values.keys():
-                    tags[self._format(entity_type, template, values)] = None
+                    tag = self._format(entity_type, template, values)
+                    if tag is not None:
+                        tags[tag] = None
         for relation in self._relations.get(entity_type, ()):
             parent_values = relation.parent_values(values)
-            if parent_values is None:
-                continue
-            for rule in self._rules.get(relation.parent, ()):
-                for template in rule.tags:
-                    if set(template.fields) <= parent_values.keys():
-                        tags[template.format(parent_values)] = None
+            if parent_values is not None:
+                tags.update(dict.fromkeys(self._parent_tags(relation, parent_values)))
         if not tags:
             raise ConfigurationError(
                 f"no tag of {entity_type}'s rules can be filled from {', '.join(sorted(values)) or 'no values'}"
@@ -290,7 +300,11 @@ class Rules:
         return tuple(tags)
 
     @staticmethod
-    def _format(entity_type: str, template: Template, values: Mapping[str, Any]) -> str:
+    def _format(entity_type: str, template: Template, values: Mapping[str, Any]) -> str | None:
+        """The tag, or None when a field it needs is null: ``user:{user_id}:challenges`` of a
+        challenge without a user names nothing. A field that is missing altogether is an error."""
+        if any(values.get(name, "") is None for name in template.fields):
+            return None
         try:
             return template.format(values)
         except InvalidKeyError as exc:
