@@ -101,7 +101,7 @@ def test_a_null_value_skips_its_tag_and_a_missing_one_is_an_error(rules: Rules) 
     assert ("user:2:evaluations", "leaderboard") == rules.tags_for(
         "evaluation", new={"id": 3, "challenge_id": None, "user_id": 2}
     )
-    with pytest.raises(InvalidKeyError, match="evaluation: .*needs challenge_id"):
+    with pytest.raises(InvalidKeyError, match=r"evaluation: .*needs challenge_id"):
         rules.tags_for("evaluation", new={"id": 3, "user_id": 2})
 
 
