@@ -8,7 +8,6 @@ from freshcache._async.manager import (
     AsyncEntityInvalidator,
     AsyncInvalidationBatch,
     AsyncInvalidationManager,
-    PendingWrite,
 )
 from freshcache._entries import MISSING, PENDING_VERSION, FillStatus, FillTicket
 from freshcache._exceptions import (
@@ -21,7 +20,7 @@ from freshcache._exceptions import (
     SerializationError,
     SignatureError,
 )
-from freshcache._invalidations import EntityChange, Invalidation
+from freshcache._invalidations import EntityChange, Invalidation, PendingWrite
 from freshcache._keys import Template, validate_key, validate_pattern, validate_tag
 from freshcache._metrics import CacheMetrics, Histogram, ManagerMetrics
 from freshcache._rules import Relation, Rule, Rules

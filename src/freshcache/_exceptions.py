@@ -5,6 +5,7 @@
     FreshcacheError
     ├── ConfigurationError        a URL, an option or a rule that cannot work
     ├── InvalidKeyError           a key, tag, pattern or template that breaks the rules
+    ├── InvalidEntityError        values that an entity's model does not have
     ├── SerializationError        a value that cannot be encoded or decoded
     │   └── SignatureError        a signed payload that is unsigned or tampered with
     ├── BackendError              the cache server failed or could not be reached
@@ -31,6 +32,10 @@ class ConfigurationError(FreshcacheError, ValueError):
 
 
 class InvalidKeyError(FreshcacheError, ValueError):
+    pass
+
+
+class InvalidEntityError(FreshcacheError, ValueError):
     pass
 
 

@@ -20,6 +20,15 @@ class EntityChange:
 
 
 @dataclass(frozen=True)
+class PendingWrite:
+    """Phase one of a strict write: the tags held pending under ``token``."""
+
+    token: str
+    tags: tuple[str, ...]
+    marked: bool  # False when the backend could not be reached: the commit still invalidates
+
+
+@dataclass(frozen=True)
 class Invalidation:
     """What one call invalidated, by whom, and when."""
 

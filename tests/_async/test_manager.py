@@ -232,7 +232,8 @@ async def test_two_phases_commit(cache: AsyncCache, manager: AsyncInvalidationMa
     assert "db" == await cache.get_or_load("user:1", lambda: "db", tags=["user:1"])
     assert None is await cache.get("user:1")
 
-    await manager.commit(pending, entity_types=["user"])
+    await manager.commit(pending, changes=[EntityChange("user", new={"id": 1})])
+    assert {"user": 1} == manager.metrics.invalidations_by_entity_type
 
     assert "new" == await cache.get_or_load("user:1", lambda: "new", tags=["user:1"])
     assert "new" == await cache.get("user:1")

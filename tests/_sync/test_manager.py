@@ -233,7 +233,8 @@ def test_two_phases_commit(cache: Cache, manager: InvalidationManager) -> None:
     assert "db" == cache.get_or_load("user:1", lambda: "db", tags=["user:1"])
     assert None is cache.get("user:1")
 
-    manager.commit(pending, entity_types=["user"])
+    manager.commit(pending, changes=[EntityChange("user", new={"id": 1})])
+    assert {"user": 1} == manager.metrics.invalidations_by_entity_type
 
     assert "new" == cache.get_or_load("user:1", lambda: "new", tags=["user:1"])
     assert "new" == cache.get("user:1")

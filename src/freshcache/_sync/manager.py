@@ -21,7 +21,7 @@ from freshcache._sync.failures import FailureSink, RetryQueue
 from freshcache._calls import invoke
 from freshcache._entries import new_token
 from freshcache._exceptions import BackendError, ConfigurationError
-from freshcache._invalidations import EntityChange, Invalidation
+from freshcache._invalidations import EntityChange, Invalidation, PendingWrite
 from freshcache._keys import validate_key, validate_pattern, validate_tags
 from freshcache._metrics import ManagerMetrics
 from freshcache._rules import Rules
@@ -30,15 +30,6 @@ from freshcache._synchronization import sleep
 log = logging.getLogger("freshcache")
 
 Subscriber = Callable[[Invalidation], Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class PendingWrite:
-    """Phase one of a strict write: the tags held pending under ``token``."""
-
-    token: str
-    tags: tuple[str, ...]
-    marked: bool  # False when the backend could not be reached: the commit still invalidates
 
 
 class InvalidationManager:
@@ -195,22 +186,44 @@ class InvalidationManager:
         self,
         pending: PendingWrite,
         *,
-        entity_types: Iterable[str] = (),
+        changes: Iterable[EntityChange] = (),
         source: str = "transaction",
     ) -> Invalidation:
         """After the commit: give the tags new versions and let go of them."""
-        invalidation = Invalidation(
-            tags=pending.tags, entity_types=tuple(entity_types), source=source
+        return self.apply_transaction(
+            pending.tags, changes=changes, pending=pending, source=source
         )
-        if not pending.tags:
+
+    def apply_transaction(
+        self,
+        tags: Iterable[str],
+        *,
+        changes: Iterable[EntityChange] = (),
+        pending: PendingWrite | None = None,
+        source: str = "transaction",
+    ) -> Invalidation:
+        """Apply a committed transaction: release its pending write (strict) or invalidate its tags.
+
+        ``changes`` are counted by entity type; their tags are expected among ``tags``.
+        """
+        changes = list(changes)
+        invalidation = Invalidation(
+            tags=validate_tags(tags),
+            entity_types=tuple(dict.fromkeys(change.entity_type for change in changes)),
+            source=source,
+        )
+        self._count_entities(changes)
+        if not invalidation.tags:
             return invalidation
+        if pending is None or not pending.marked:
+            return self._apply(invalidation)
 
         def release() -> None:
             self.cache.backend.clear_pending(
-                pending.tags, token=pending.token, committed=True
+                invalidation.tags, token=pending.token, committed=True
             )
 
-        return self._apply(invalidation, release if pending.marked else None)
+        return self._apply(invalidation, release)
 
     def abort(self, pending: PendingWrite) -> None:
         """After a rollback: let go of the tags; unchanged by anyone, they keep their versions."""

@@ -1,0 +1,1 @@
+"""Integrations with frameworks: SQLAlchemy (``freshcache[sqlalchemy]``), FastAPI."""

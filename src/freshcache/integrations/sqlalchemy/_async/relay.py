@@ -1,0 +1,158 @@
+"""The outbox relay: deletes applied rows in batches, and applies rows left behind.
+
+A row still in the outbox after ``grace`` seconds belongs to a transaction whose
+invalidation did not happen (its process died between commit and invalidation) or did
+not succeed (the cache was down). The relay claims such rows (``FOR UPDATE SKIP LOCKED``
+on PostgreSQL, so several relays share the work), invalidates their tags in one
+operation, and deletes them in the same transaction; if the invalidation fails the rows
+stay. Applying a row twice is harmless: a tag invalidated twice is invalidated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from sqlalchemy import Table, delete, func, select
+
+from freshcache._async.manager import AsyncInvalidationManager
+from freshcache._exceptions import ConfigurationError
+from freshcache._synchronization import AsyncBackgroundTask, AsyncEvent
+from freshcache.integrations.sqlalchemy._orm import AsyncEngine
+from freshcache.integrations.sqlalchemy._outbox import tags_of_rows
+
+log = logging.getLogger("freshcache")
+
+
+class _Unapplied(Exception):
+    """The cache refused the invalidation: roll the claim back, keep the rows."""
+
+
+class AsyncOutboxRelay:
+    """Deletes applied outbox rows and applies stale ones, in the background or on demand."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        manager: AsyncInvalidationManager,
+        table: Table,
+        *,
+        grace: float = 5.0,
+        interval: float = 0.5,
+        batch_size: int = 1000,
+    ) -> None:
+        if not grace >= 0 or not interval > 0 or batch_size < 1:
+            raise ConfigurationError(
+                f"relay needs grace >= 0, interval > 0 and batch_size >= 1 (got {grace}, {interval}, {batch_size})"
+            )
+        self.engine = engine
+        self.manager = manager
+        self.table = table
+        self.grace = grace
+        self.interval = interval
+        self.batch_size = batch_size
+        self.relayed_rows = 0
+        self.deleted_rows = 0
+        self.failed_runs = 0
+        self._applied: deque[str] = deque()
+        self._skip_locked = engine.dialect.name == "postgresql"
+        self._closing = AsyncEvent()
+        self._worker = AsyncBackgroundTask(self._run, "freshcache-outbox-relay")
+        self._started = False
+
+    def applied(self, row_id: str) -> None:
+        """A row whose invalidation is done: delete it with the next batch (starts the relay)."""
+        self._applied.append(row_id)
+        if not self._started:
+            self.start()
+
+    def start(self) -> None:
+        """Run in the background until ``aclose``."""
+        if not self._started:
+            self._started = True
+            self._worker.start()
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        self._closing.set()
+        await self._worker.join(timeout)
+        await self.delete_applied()
+
+    async def _run(self) -> None:
+        while not await self._closing.wait(self.interval):
+            try:
+                await self.run_once()
+            except Exception:
+                self.failed_runs += 1
+                log.exception("outbox relay run failed; retrying in %.1f s", self.interval)
+
+    async def run_once(self) -> int:
+        """Delete the applied rows, then apply stale ones until none is left; how many were applied."""
+        await self.delete_applied()
+        relayed = 0
+        while True:
+            count = await self.relay_stale()
+            relayed += count
+            if count < self.batch_size:
+                return relayed
+
+    async def delete_applied(self) -> int:
+        ids: list[str] = []
+        while self._applied and len(ids) < 10 * self.batch_size:
+            ids.append(self._applied.popleft())
+        if not ids:
+            return 0
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(delete(self.table).where(self.table.c.id.in_(ids)))
+        except Exception:
+            self._applied.extendleft(reversed(ids))
+            raise
+        self.deleted_rows += len(ids)
+        return len(ids)
+
+    async def relay_stale(self) -> int:
+        """Claim one batch of rows older than the grace period, invalidate, delete; how many."""
+        table = self.table
+        query = (
+            select(table.c.id, table.c.tags)
+            .where(table.c.created_at < time.time() - self.grace)
+            .order_by(table.c.created_at)
+            .limit(self.batch_size)
+        )
+        if self._skip_locked:
+            query = query.with_for_update(skip_locked=True)
+        try:
+            async with self.engine.begin() as connection:
+                rows = (await connection.execute(query)).all()
+                if not rows:
+                    return 0
+                invalidation = await self.manager.invalidate_tags(
+                    tags_of_rows(rows), source="outbox relay"
+                )
+                if not invalidation.applied:
+                    raise _Unapplied
+                await connection.execute(
+                    delete(table).where(table.c.id.in_([row.id for row in rows]))
+                )
+        except _Unapplied:
+            return 0
+        self.relayed_rows += len(rows)
+        return len(rows)
+
+    async def stats(self) -> dict[str, Any]:
+        """``outbox_pending`` (rows waiting) and ``relay_lag_seconds`` (age of the oldest)."""
+        async with self.engine.connect() as connection:
+            count, oldest = (
+                await connection.execute(
+                    select(func.count(), func.min(self.table.c.created_at)).select_from(self.table)
+                )
+            ).one()
+        return {
+            "outbox_pending": count,
+            "relay_lag_seconds": 0.0 if oldest is None else max(0.0, time.time() - oldest),
+            "relayed_rows": self.relayed_rows,
+            "deleted_rows": self.deleted_rows,
+            "failed_runs": self.failed_runs,
+        }

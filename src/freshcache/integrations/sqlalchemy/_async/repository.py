@@ -1,0 +1,209 @@
+"""AsyncBaseRepository: get, list, add, update, delete and transactions, with caching and invalidation.
+
+Reads are cached (``get`` by id, ``list`` under the tags of its filters); writes go
+through sessions whose hooks invalidate after commit, so a repository built on this one
+gets correct invalidation for free, as does any code writing through the same sessions.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import select
+
+from freshcache._async.cache import AsyncCache
+from freshcache._exceptions import ConfigurationError, InvalidEntityError
+from freshcache._keys import Template
+from freshcache.integrations.sqlalchemy._models import (
+    column_keys,
+    entity_tag_template,
+    entity_type_of,
+    list_tag_template,
+    mapper_of,
+    parents_of,
+    values_of,
+)
+from freshcache.integrations.sqlalchemy._orm import AsyncSession, async_sessionmaker
+
+M = TypeVar("M")
+
+
+class AsyncBaseRepository(Generic[M]):
+    """``class UserRepository(AsyncBaseRepository[User]): model = User``.
+
+    Instances returned are detached copies built from cached values: change them through
+    ``update``, not by setting attributes.
+    """
+
+    model: ClassVar[type[Any]]
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cache: AsyncCache,
+        *,
+        ttl: float | None = None,
+        list_limit: int = 1000,
+    ) -> None:
+        if not hasattr(self, "model"):
+            raise ConfigurationError(f"{type(self).__name__} must set model = <a mapped class>")
+        self.sessions = sessions
+        self.cache = cache
+        self.ttl = ttl
+        self.list_limit = list_limit
+        self.entity_type = entity_type_of(self.model)
+        self.columns = column_keys(self.model)
+        mapper = mapper_of(self.model)
+        self.primary_key = [
+            mapper.get_property_by_column(column).key for column in mapper.primary_key
+        ]
+        self._entity_tag = Template(entity_tag_template(self.model), kind="tag")
+        # A list filtered by one foreign key is cached under the parent's list tag.
+        self._list_tags = {
+            child_key: Template(list_tag_template(self.model, child_key, parent), kind="tag")
+            for child_key, parent, _ in parents_of(self.model)
+        }
+
+    # Reads
+
+    def _identity(self, id: Any) -> dict[str, Any]:
+        values = (
+            id
+            if isinstance(id, Mapping)
+            else dict(zip(self.primary_key, id if isinstance(id, tuple) else (id,), strict=True))
+        )
+        if set(values) != set(self.primary_key):
+            raise InvalidEntityError(
+                f"{self.entity_type} is identified by {', '.join(self.primary_key)}, not {id!r}"
+            )
+        return dict(values)
+
+    def tag_for(self, id: Any) -> str:
+        return self._entity_tag.format(self._identity(id))
+
+    async def get(self, id: Any) -> M | None:
+        """The entity with this primary key, from the cache when it can be; None if there is none.
+
+        "Not found" is cached too: the insert that creates the row invalidates it.
+        """
+        identity = self._identity(id)
+        tag = self._entity_tag.format(identity)
+        values = await self.cache.get_or_load(
+            tag, lambda: self._load(identity), tags=[tag], ttl=self.ttl, cache_none=True
+        )
+        return None if values is None else self._instance(values)
+
+    async def _load(self, identity: Mapping[str, Any]) -> dict[str, Any] | None:
+        async with self.sessions() as session:
+            instance = await session.get(
+                self.model, tuple(identity[key] for key in self.primary_key)
+            )
+            return None if instance is None else values_of(instance)
+
+    async def list(self, *, limit: int | None = None, offset: int = 0, **filters: Any) -> list[M]:
+        """Entities whose columns equal ``filters``, in primary key order.
+
+        Cached under the parent's list tag when filtered by one foreign key
+        (``user:2:challenges``), else under the type's wide tag (``challenge``).
+        """
+        unknown = set(filters) - set(self.columns)
+        if unknown:
+            raise InvalidEntityError(
+                f"{self.entity_type} has no column {', '.join(sorted(unknown))}; its columns are {', '.join(self.columns)}"
+            )
+        limit = self.list_limit if limit is None else limit
+        if not 0 < limit <= self.list_limit or offset < 0:
+            raise InvalidEntityError(
+                f"limit must be 1 to {self.list_limit} and offset 0 or more, not {limit} and {offset}"
+            )
+        tags = [self.entity_type]
+        if len(filters) == 1 and next(iter(filters)) in self._list_tags:
+            ((key, value),) = filters.items()
+            if value is not None:
+                tags = [self._list_tags[key].format({key: value})]
+        digest = hashlib.sha256(
+            json.dumps([filters, limit, offset], sort_keys=True, default=str).encode()
+        ).hexdigest()[:32]
+        values = await self.cache.get_or_load(
+            f"{self.entity_type}:list:{digest}",
+            lambda: self._load_list(filters, limit, offset),
+            tags=tags,
+            ttl=self.ttl,
+        )
+        return [self._instance(item) for item in values]
+
+    async def _load_list(
+        self, filters: Mapping[str, Any], limit: int, offset: int
+    ) -> builtins.list[dict[str, Any]]:
+        order = [getattr(self.model, key) for key in self.primary_key]
+        query = select(self.model).filter_by(**filters).order_by(*order).limit(limit).offset(offset)
+        async with self.sessions() as session:
+            return [values_of(instance) for instance in (await session.scalars(query)).all()]
+
+    def _instance(self, values: Mapping[str, Any]) -> M:
+        return self.model(**values)  # type: ignore[no-any-return]
+
+    # Writes
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed on a clean exit; the cache is invalidated after the commit."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    def _check_columns(self, values: Mapping[str, Any]) -> None:
+        unknown = set(values) - set(self.columns)
+        if unknown:
+            raise InvalidEntityError(
+                f"{self.entity_type} has no column {', '.join(sorted(unknown))}; its columns are {', '.join(self.columns)}"
+            )
+
+    async def add(self, **values: Any) -> M:
+        """Insert an entity; answers it with its generated keys."""
+        self._check_columns(values)
+        async with self.transaction() as session:
+            instance = self.model(**values)
+            session.add(instance)
+            await session.flush()
+            stored = values_of(instance)
+        return self._instance(stored)
+
+    async def update(self, id: Any, **changes: Any) -> M | None:
+        """Change some columns of an entity; None if there is none. The primary key cannot change."""
+        self._check_columns(changes)
+        identity = self._identity(id)
+        moved = [
+            key for key in self.primary_key if key in changes and changes[key] != identity[key]
+        ]
+        if moved:
+            raise InvalidEntityError(
+                f"{self.entity_type}'s primary key ({', '.join(moved)}) cannot change"
+            )
+        async with self.transaction() as session:
+            instance = await session.get(
+                self.model, tuple(identity[key] for key in self.primary_key), with_for_update=True
+            )
+            if instance is None:
+                return None
+            for key, value in changes.items():
+                setattr(instance, key, value)
+            await session.flush()
+            stored = values_of(instance)
+        return self._instance(stored)
+
+    async def delete(self, id: Any) -> bool:
+        """Delete an entity; False if there was none."""
+        identity = self._identity(id)
+        async with self.transaction() as session:
+            instance = await session.get(
+                self.model, tuple(identity[key] for key in self.primary_key)
+            )
+            if instance is None:
+                return False
+            await session.delete(instance)
+        return True

@@ -1,0 +1,299 @@
+"""Session hooks: every write made through a session invalidates the cache, strictly after commit.
+
+At each flush the inserted, updated and deleted objects are recorded with their changed
+fields and old values, tagged with the savepoint they happened in (a rolled-back
+savepoint drops its own). Bulk ``update()`` and ``delete()`` statements are caught in
+``do_orm_execute``: the affected rows are read before (and, for an update, after) the
+statement, up to a limit, past which the type's wide tags are invalidated instead.
+
+Before the commit the transaction's tags are written to the outbox in the same database
+transaction and, in strict mode, marked pending. After the commit they get new versions
+and the outbox row is handed to the relay for deletion. The hooks are sync code; under an
+AsyncSession they run inside SQLAlchemy's greenlet, where the async manager is awaited.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Table, event, insert, select, tuple_
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
+from sqlalchemy.util import await_only
+
+from freshcache._async.manager import AsyncInvalidationManager
+from freshcache._exceptions import ConfigurationError
+from freshcache._invalidations import EntityChange, PendingWrite
+from freshcache._sync.manager import InvalidationManager
+from freshcache.integrations.sqlalchemy._models import (
+    change_of,
+    column_keys,
+    entity_type_of,
+    mapper_of,
+)
+from freshcache.integrations.sqlalchemy._outbox import outbox_row
+
+log = logging.getLogger("freshcache")
+
+_INFO_KEY = "freshcache"
+Mode = Literal["strict", "commit"]
+
+
+@dataclass
+class _Intent:
+    savepoint: SessionTransaction | None
+    change: EntityChange | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class _Transaction:
+    intents: list[_Intent] = field(default_factory=list)
+    tags: tuple[str, ...] = ()
+    changes: list[EntityChange] = field(default_factory=list)
+    pending: PendingWrite | None = None
+    outbox_id: str | None = None
+
+
+class SessionInvalidation:
+    """Installs the hooks on a session factory; one instance per manager.
+
+    ``mode="strict"`` (the default) marks tags pending before the commit so that no read
+    goes backwards; ``"commit"`` only invalidates after it. ``outbox`` is the table from
+    :func:`outbox_table`, or None to go without one (then a crash between commit and
+    invalidation is not repaired). ``relay`` deletes applied outbox rows in batches.
+    """
+
+    def __init__(
+        self,
+        manager: AsyncInvalidationManager | InvalidationManager,
+        *,
+        mode: Mode = "strict",
+        outbox: Table | None = None,
+        relay: Any = None,
+        bulk_row_limit: int = 1000,
+    ) -> None:
+        if mode not in ("strict", "commit"):
+            raise ConfigurationError(f"mode must be 'strict' or 'commit', not {mode!r}")
+        self.manager = manager
+        self.mode = mode
+        self.outbox = outbox
+        self.relay = relay
+        self.bulk_row_limit = bulk_row_limit
+        self.is_async = isinstance(manager, AsyncInvalidationManager)
+        # Called after the database commit and before the invalidation: a test stops a
+        # process exactly there to show that the outbox repairs what it left undone.
+        self.on_committed: Callable[[Session], None] | None = None
+        self._types: dict[type[Any], str | None] = {}
+
+    # Installing
+
+    def install(self, factory: sessionmaker[Any] | async_sessionmaker[Any]) -> None:
+        """Listen on the sessions ``factory`` makes (a sessionmaker or an async_sessionmaker)."""
+        if isinstance(factory, async_sessionmaker):
+            if not self.is_async:
+                raise ConfigurationError("an async_sessionmaker needs an AsyncInvalidationManager")
+            base = factory.kw.get("sync_session_class") or Session
+            target: Any = type(f"Freshcache{base.__name__}", (base,), {})
+            factory.kw["sync_session_class"] = target
+        elif isinstance(factory, sessionmaker):
+            if self.is_async:
+                raise ConfigurationError("a sessionmaker needs a sync InvalidationManager")
+            target = factory
+        else:
+            raise ConfigurationError(
+                f"install takes a sessionmaker or an async_sessionmaker, not {factory!r}"
+            )
+        event.listen(target, "after_flush", self._after_flush)
+        event.listen(target, "do_orm_execute", self._do_orm_execute)
+        event.listen(target, "before_commit", self._before_commit)
+        event.listen(target, "after_commit", self._after_commit)
+        event.listen(target, "after_soft_rollback", self._after_soft_rollback)
+
+    def _entity_type(self, model: type[Any]) -> str | None:
+        try:
+            return self._types[model]
+        except KeyError:
+            entity_type = entity_type_of(model)
+            known = entity_type if entity_type in self.manager.rules.entity_types else None
+            self._types[model] = known
+            return known
+
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        result = method(*args, **kwargs)
+        return await_only(result) if self.is_async else result
+
+    @staticmethod
+    def _state(session: Session) -> _Transaction:
+        state = session.info.get(_INFO_KEY)
+        if state is None:
+            state = session.info[_INFO_KEY] = _Transaction()
+        return state
+
+    # Recording
+
+    def _after_flush(self, session: Session, flush_context: Any) -> None:
+        savepoint = session.get_nested_transaction()
+        intents = []
+        for kind, instances in (
+            ("insert", session.new),
+            ("update", session.dirty),
+            ("delete", session.deleted),
+        ):
+            for instance in instances:
+                if self._entity_type(type(instance)) is None:
+                    continue
+                change = change_of(instance, kind)
+                if change is not None:
+                    intents.append(_Intent(savepoint, change))
+        if intents:
+            self._state(session).intents.extend(intents)
+
+    def _do_orm_execute(self, state: ORMExecuteState) -> Any:
+        if not (state.is_update or state.is_delete) or state.bind_mapper is None:
+            return None
+        model = state.bind_mapper.class_
+        entity_type = self._entity_type(model)
+        if entity_type is None:
+            return None
+        session = state.session
+        keys = column_keys(model)
+        where = state.statement.whereclause  # type: ignore[attr-defined]
+        query = select(*[getattr(model, key) for key in keys]).limit(self.bulk_row_limit + 1)
+        before = [
+            row._asdict() for row in session.execute(query if where is None else query.where(where))
+        ]
+        result = state.invoke_statement()
+        savepoint = session.get_nested_transaction()
+        transaction = self._state(session)
+        if len(before) > self.bulk_row_limit:
+            wide = (
+                self.manager.rules.tags_from_values(entity_type, {})
+                if self._has_wide(entity_type)
+                else ()
+            )
+            transaction.intents.append(_Intent(savepoint, tags=(*wide, entity_type)))
+            return result
+        if state.is_delete:
+            transaction.intents.extend(
+                _Intent(savepoint, EntityChange(entity_type, old=row)) for row in before
+            )
+            return result
+        primary = [
+            mapper_of(model).get_property_by_column(c).key for c in mapper_of(model).primary_key
+        ]
+        identities = [tuple(row[key] for key in primary) for row in before]
+        after = {}
+        if identities:
+            columns = tuple_(*[getattr(model, key) for key in primary])
+            fetched = session.execute(
+                select(*[getattr(model, key) for key in keys]).where(columns.in_(identities))
+            )
+            after = {tuple(row._asdict()[key] for key in primary): row._asdict() for row in fetched}
+        for identity, old in zip(identities, before, strict=True):
+            new = after.get(identity, old)
+            transaction.intents.append(
+                _Intent(savepoint, EntityChange(entity_type, old=old, new=new))
+            )
+        return result
+
+    def _has_wide(self, entity_type: str) -> bool:
+        return any(
+            not template.fields
+            for rule in self.manager.rules.rules_for(entity_type)
+            for template in rule.tags
+        )
+
+    def _after_soft_rollback(
+        self, session: Session, previous_transaction: SessionTransaction
+    ) -> None:
+        state = session.info.get(_INFO_KEY)
+        if state is None:
+            return
+        if previous_transaction.nested:
+            state.intents = [
+                i for i in state.intents if not _within(i.savepoint, previous_transaction)
+            ]
+            return
+        if previous_transaction.parent is not None:
+            return  # an inner subtransaction: the root's own rollback follows
+        session.info.pop(_INFO_KEY, None)
+        if state.pending is not None:
+            try:
+                self._call(self.manager.abort, state.pending)
+            except Exception:
+                log.exception("could not release pending marks after a rollback; they expire")
+
+    # Committing
+
+    def _before_commit(self, session: Session) -> None:
+        if session.get_nested_transaction() is not None:
+            return  # a savepoint is released: its intents stay with the transaction
+        session.flush()  # the commit's own flush comes after this event: have it now
+        state = session.info.get(_INFO_KEY)
+        if state is None or not state.intents:
+            return
+        rules = self.manager.rules
+        tags: dict[str, None] = {}
+        for intent in state.intents:
+            if intent.change is not None:
+                change = intent.change
+                tags.update(
+                    dict.fromkeys(
+                        rules.tags_for(
+                            change.entity_type,
+                            new=change.new,
+                            old=change.old,
+                            changed=change.changed,
+                        )
+                    )
+                )
+                state.changes.append(change)
+            tags.update(dict.fromkeys(intent.tags))
+        state.tags = tuple(tags)
+        if not state.tags:
+            return
+        if self.outbox is not None:
+            row = outbox_row(state.tags, (change.entity_type for change in state.changes))
+            session.execute(insert(self.outbox), [row])
+            state.outbox_id = row["id"]
+        if self.mode == "strict":
+            state.pending = self._call(self.manager.begin, state.tags)
+
+    def _after_commit(self, session: Session) -> None:
+        if session.get_nested_transaction() is not None:
+            return
+        state = session.info.pop(_INFO_KEY, None)
+        if state is None or not state.tags:
+            return
+        if self.on_committed is not None:
+            self.on_committed(session)
+        try:
+            invalidation = self._call(
+                self.manager.apply_transaction,
+                state.tags,
+                changes=state.changes,
+                pending=state.pending,
+                source="transaction",
+            )
+        except Exception:
+            # Never fail a write that has committed: the outbox row stays for the relay.
+            log.exception("invalidation after commit failed; the outbox relay will apply it")
+            return
+        if invalidation.applied and state.outbox_id is not None and self.relay is not None:
+            self.relay.applied(state.outbox_id)
+
+
+def _within(savepoint: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    transaction = savepoint
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+__all__ = ["PendingWrite", "SessionInvalidation"]

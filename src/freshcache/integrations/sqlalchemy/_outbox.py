@@ -1,0 +1,57 @@
+"""The transactional outbox: what a committed write still has to invalidate.
+
+A write transaction inserts one row with its tags, in the same database transaction as
+its data. After the commit the tags are invalidated and the row is deleted in a batch,
+off the write's path; a row still there after a grace period (the process died, or the
+cache was down) is applied by the relay.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Column, Float, Index, MetaData, String, Table, Text
+
+from freshcache._entries import new_token
+
+OUTBOX_TABLE = "freshcache_outbox"
+
+
+def outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE) -> Table:
+    """The outbox table on ``metadata`` (include it in your Alembic metadata to migrate it)."""
+    if name in metadata.tables:
+        return metadata.tables[name]
+    table = Table(
+        name,
+        metadata,
+        Column("id", String(32), primary_key=True),
+        # Unix seconds: the same type on every database, and what PostgreSQL triggers write.
+        Column("created_at", Float, nullable=False),
+        Column("tags", Text, nullable=False),  # a JSON list
+        Column("entity_types", Text, nullable=False, default="[]"),
+        Column("source", String(32), nullable=False, default="application"),
+    )
+    Index(f"ix_{name}_created_at", table.c.created_at)
+    return table
+
+
+def outbox_row(
+    tags: Iterable[str], entity_types: Iterable[str], source: str = "transaction"
+) -> dict[str, Any]:
+    return {
+        "id": new_token(),
+        "created_at": time.time(),
+        "tags": json.dumps(list(tags)),
+        "entity_types": json.dumps(sorted(set(entity_types))),
+        "source": source,
+    }
+
+
+def tags_of_rows(rows: Iterable[Any]) -> list[str]:
+    tags: dict[str, None] = {}
+    for row in rows:
+        tags.update(dict.fromkeys(json.loads(row.tags)))
+    return list(tags)
