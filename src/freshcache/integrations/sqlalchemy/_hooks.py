@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Table, event, insert, select, tuple_
+from sqlalchemy import Connection, Table, event, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 from sqlalchemy.util import await_only
@@ -39,6 +39,8 @@ from freshcache.integrations.sqlalchemy._outbox import outbox_row
 log = logging.getLogger("freshcache")
 
 _INFO_KEY = "freshcache"
+# Set (transaction-local) by the application's sessions; freshcache's triggers skip their writes.
+APPLICATION_SETTING = "freshcache.application"
 Mode = Literal["strict", "commit"]
 
 
@@ -75,6 +77,7 @@ class SessionInvalidation:
         outbox: Table | None = None,
         relay: Any = None,
         bulk_row_limit: int = 1000,
+        database_triggers: bool = False,
     ) -> None:
         if mode not in ("strict", "commit"):
             raise ConfigurationError(f"mode must be 'strict' or 'commit', not {mode!r}")
@@ -83,6 +86,9 @@ class SessionInvalidation:
         self.outbox = outbox
         self.relay = relay
         self.bulk_row_limit = bulk_row_limit
+        # With freshcache's PostgreSQL triggers installed, the application's transactions
+        # say so, and the triggers leave their rows alone: these hooks cover them already.
+        self.database_triggers = database_triggers
         self.is_async = isinstance(manager, AsyncInvalidationManager)
         # Called after the database commit and before the invalidation: a test stops a
         # process exactly there to show that the outbox repairs what it left undone.
@@ -112,6 +118,8 @@ class SessionInvalidation:
         event.listen(target, "before_commit", self._before_commit)
         event.listen(target, "after_commit", self._after_commit)
         event.listen(target, "after_soft_rollback", self._after_soft_rollback)
+        if self.database_triggers:
+            event.listen(target, "after_begin", self._after_begin)
 
     def _entity_type(self, model: type[Any]) -> str | None:
         try:
@@ -132,6 +140,11 @@ class SessionInvalidation:
         if state is None:
             state = session.info[_INFO_KEY] = _Transaction()
         return state
+
+    @staticmethod
+    def _after_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"SET LOCAL {APPLICATION_SETTING} = 'on'"))
 
     # Recording
 
