@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import functools
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from .databases import database, postgres, sqlite  # noqa: F401 - fixtures, registered by import
 from .redis_server import RedisServer
+from .settings import DATABASE_URL, REDIS_URL, REQUIRE_SERVICES
 
-REDIS_URL = os.environ.get("FRESHCACHE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-DATABASE_URL = os.environ.get(
-    "FRESHCACHE_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-REQUIRE_SERVICES = os.environ.get("FRESHCACHE_REQUIRE_SERVICES") == "1"
+__all__ = ["DATABASE_URL", "REDIS_URL", "REQUIRE_SERVICES"]
 
 
 @functools.cache

@@ -32,6 +32,7 @@ from freshcache.integrations.sqlalchemy._models import (
     change_of,
     column_keys,
     entity_type_of,
+    load_columns,
     mapper_of,
 )
 from freshcache.integrations.sqlalchemy._outbox import outbox_row
@@ -113,6 +114,7 @@ class SessionInvalidation:
             raise ConfigurationError(
                 f"install takes a sessionmaker or an async_sessionmaker, not {factory!r}"
             )
+        event.listen(target, "before_flush", self._before_flush)
         event.listen(target, "after_flush", self._after_flush)
         event.listen(target, "do_orm_execute", self._do_orm_execute)
         event.listen(target, "before_commit", self._before_commit)
@@ -142,11 +144,18 @@ class SessionInvalidation:
         return state
 
     @staticmethod
-    def _after_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    def _after_begin(
+        session: Session, transaction: SessionTransaction, connection: Connection
+    ) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text(f"SET LOCAL {APPLICATION_SETTING} = 'on'"))
 
     # Recording
+
+    def _before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        for instance in (*session.dirty, *session.deleted):
+            if self._entity_type(type(instance)) is not None:
+                load_columns(instance)
 
     def _after_flush(self, session: Session, flush_context: Any) -> None:
         savepoint = session.get_nested_transaction()

@@ -29,6 +29,20 @@ def column_keys(model: type[Any]) -> list[str]:
     return [attribute.key for attribute in mapper_of(model).column_attrs]
 
 
+def load_columns(instance: Any) -> None:
+    """Load the column values an instance does not hold (expired after a commit, deferred).
+
+    Called before a flush, so that the change recorded after it has every field the
+    rules may need; one SELECT for all expired columns, none when nothing is missing.
+    """
+    state = inspect(instance)
+    if state.key is None:
+        return  # not in the database yet
+    for key in column_keys(type(instance)):
+        if key in state.unloaded:
+            getattr(instance, key)
+
+
 def values_of(instance: Any) -> dict[str, Any]:
     """The loaded column values of an instance (never triggers a load)."""
     state = inspect(instance)
@@ -44,7 +58,10 @@ def change_of(instance: Any, kind: str) -> EntityChange | None:
     """
     entity_type = entity_type_of(type(instance))
     if kind == "insert":
-        return EntityChange(entity_type, new=values_of(instance))
+        # A column left unset was inserted as NULL (or its server default, unknown here).
+        new = dict.fromkeys(column_keys(type(instance)))
+        new.update(values_of(instance))
+        return EntityChange(entity_type, new=new)
     state = inspect(instance)
     if kind == "delete":
         old = values_of(instance)

@@ -173,7 +173,7 @@ class AsyncBaseRepository(Generic[M]):
             stored = values_of(instance)
         return self._instance(stored)
 
-    async def update(self, id: Any, **changes: Any) -> M | None:
+    async def update(self, id: Any, /, **changes: Any) -> M | None:
         """Change some columns of an entity; None if there is none. The primary key cannot change."""
         self._check_columns(changes)
         identity = self._identity(id)

@@ -174,7 +174,7 @@ class BaseRepository(Generic[M]):
             stored = values_of(instance)
         return self._instance(stored)
 
-    def update(self, id: Any, **changes: Any) -> M | None:
+    def update(self, id: Any, /, **changes: Any) -> M | None:
         """Change some columns of an entity; None if there is none. The primary key cannot change."""
         self._check_columns(changes)
         identity = self._identity(id)

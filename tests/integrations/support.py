@@ -1,0 +1,31 @@
+"""Helpers that the async SQLAlchemy tests use and unasync maps onto their sync twins."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .models import Base
+
+
+async def async_create_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+
+
+def create_tables(engine: Engine) -> None:
+    Base.metadata.create_all(engine)
+
+
+async def async_count_rows(engine: AsyncEngine, table: Table) -> int:
+    from sqlalchemy import func, select
+
+    async with engine.connect() as connection:
+        return int((await connection.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+def count_rows(engine: Engine, table: Table) -> int:
+    from sqlalchemy import func, select
+
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
