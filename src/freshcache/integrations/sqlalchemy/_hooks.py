@@ -14,6 +14,7 @@ AsyncSession they run inside SQLAlchemy's greenlet, where the async manager is a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -278,12 +279,23 @@ class SessionInvalidation:
         state.tags = tuple(tags)
         if not state.tags:
             return
-        if self.outbox is not None:
-            row = outbox_row(state.tags, (change.entity_type for change in state.changes))
-            session.execute(insert(self.outbox), [row])
-            state.outbox_id = row["id"]
+        marking = None
         if self.mode == "strict":
-            state.pending = self._call(self.manager.begin, state.tags)
+            if self.is_async and self.outbox is not None:
+                # Mark pending while the outbox row travels to the database: the two round
+                # trips overlap, and strict mode costs (almost) nothing over commit mode.
+                marking = asyncio.ensure_future(self.manager.begin(state.tags))
+            else:
+                state.pending = self._call(self.manager.begin, state.tags)
+        try:
+            if self.outbox is not None:
+                row = outbox_row(state.tags, (change.entity_type for change in state.changes))
+                # Core, through the session's connection: no ORM execution pipeline for it.
+                session.connection().execute(insert(self.outbox), row)
+                state.outbox_id = row["id"]
+        finally:
+            if marking is not None:
+                state.pending = await_only(marking)
 
     def _after_commit(self, session: Session) -> None:
         if session.get_nested_transaction() is not None:

@@ -1,0 +1,1 @@
+"""freshcache against raw clients and its peers: ``uv run python -m benchmarks.run``."""

@@ -1,0 +1,266 @@
+"""Suite ``redis``: one hit on Redis, freshcache against a raw GET of the same bytes and the peers.
+
+freshcache's hit with known tags is one MGET of the entry and its tag versions, checked
+in the client, then a JSON decode; the reference is a plain GET of the payload's bytes,
+not decoded. ``GET + json.loads`` shows what the decode alone costs, and a raw MGET of
+the payload and a version what the round trip alone costs: freshcache's floor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import warnings
+from contextlib import AsyncExitStack, ExitStack
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio
+
+from benchmarks.checks import expect_hit, expect_only_hits
+from benchmarks.lineup import Lineup
+from benchmarks.settings import PAYLOAD, PAYLOAD_BYTES, Settings
+from benchmarks.tables import Table, at_most
+from benchmarks.timing import AsyncLoop, SyncLoop, measure, measure_async
+from freshcache import AsyncCache, Cache
+
+KEY = "hit"
+TAG = "hit-tag"
+TTL = 600
+GOAL = at_most(1.10)
+GOAL_TEXT = (
+    "freshcache's hit costs at most 1.10x a raw GET of the same payload (freshcache/raw ≤ 1.10x)."
+)
+
+ASYNC_RAW = "redis.asyncio GET"
+# freshcache's floor: the round trip it makes, without the check and the decode.
+MGET_LABEL = "{client} MGET of payload + a 16-byte version"
+VERSION = b"0123456789abcdef"
+SYNC_RAW = "redis GET"
+
+
+def run(settings: Settings) -> list[Table]:
+    with warnings.catch_warnings():
+        # aiocache and cashews call redis-py methods it deprecates: their business, not ours.
+        warnings.filterwarnings(
+            "ignore", category=DeprecationWarning, module=r"(aiocache|cashews|dogpile)\."
+        )
+        return [asyncio.run(_async_table(settings)), _sync_table(settings)]
+
+
+def _load() -> dict[str, Any]:
+    return PAYLOAD
+
+
+# asyncio
+
+
+async def _async_table(settings: Settings) -> Table:
+    lineup: Lineup[AsyncLoop] = Lineup()
+    async with AsyncExitStack() as stack:
+        raw = redis.asyncio.Redis.from_url(settings.redis_url)
+        stack.push_async_callback(raw.aclose)
+        raw_key = f"{settings.namespace}:raw:{KEY}"
+        await raw.set(raw_key, PAYLOAD_BYTES, ex=TTL)
+        stack.push_async_callback(raw.delete, raw_key)
+        expect_hit(await raw.get(raw_key), PAYLOAD_BYTES, ASYNC_RAW)
+
+        async def raw_get(ops: int) -> None:
+            get = raw.get
+            for _ in range(ops):
+                await get(raw_key)
+
+        async def raw_get_decoded(ops: int) -> None:
+            get, loads = raw.get, json.loads
+            for _ in range(ops):
+                loads(await get(raw_key))  # type: ignore[arg-type]
+
+        version_key = f"{settings.namespace}:raw:version"
+        await raw.set(version_key, VERSION, ex=TTL)
+        stack.push_async_callback(raw.delete, version_key)
+        both = [raw_key, version_key]
+
+        async def raw_mget(ops: int) -> None:
+            mget = raw.mget
+            for _ in range(ops):
+                await mget(both)
+
+        lineup.add(ASYNC_RAW, raw_get)
+        lineup.add(f"{ASYNC_RAW} + json.loads", raw_get_decoded)
+        lineup.add(MGET_LABEL.format(client="redis.asyncio"), raw_mget)
+
+        cache = AsyncCache.from_url(settings.redis_url, namespace=settings.namespace)
+        stack.push_async_callback(cache.aclose)
+        stack.push_async_callback(cache.clear)
+        await cache.get_or_load(KEY, _load, tags=[TAG], ttl=TTL)
+        expect_hit(await cache.get(KEY, tags=[TAG]), PAYLOAD, "freshcache")
+
+        async def freshcache_get_or_load(ops: int) -> None:
+            get_or_load, tags = cache.get_or_load, [TAG]
+            for _ in range(ops):
+                await get_or_load(KEY, _load, tags=tags, ttl=TTL)
+
+        async def freshcache_get(ops: int) -> None:
+            get, tags = cache.get, [TAG]
+            for _ in range(ops):
+                await get(KEY, tags=tags)
+
+        lineup.add("freshcache AsyncCache.get_or_load (1 tag)", freshcache_get_or_load, GOAL)
+        lineup.add("freshcache AsyncCache.get(tags=[tag])", freshcache_get, GOAL)
+
+        name = "cashews get (redis)"
+        try:
+            lineup.add(name, await _cashews(settings, stack))
+        except Exception as exc:
+            lineup.unavailable(name, exc)
+        name = "aiocache RedisCache.get"
+        try:
+            lineup.add(name, await _aiocache(settings, stack))
+        except Exception as exc:
+            lineup.unavailable(name, exc)
+
+        results = await measure_async(lineup.loops, rounds=settings.rounds, ops=settings.redis_ops)
+        expect_only_hits(cache.metrics, "freshcache")
+    return lineup.table(
+        results,
+        suite="redis",
+        title="Redis hit, asyncio: sequential latency, one caller",
+        reference=ASYNC_RAW,
+        goal=GOAL_TEXT,
+    )
+
+
+async def _cashews(settings: Settings, stack: AsyncExitStack) -> AsyncLoop:
+    from cashews import Cache as CashewsCache
+
+    cache = CashewsCache()
+    cache.setup(settings.redis_url)
+    stack.push_async_callback(cache.close)
+    key = f"{settings.namespace}:cashews:{KEY}"
+    await cache.set(key, PAYLOAD, expire=TTL)
+    stack.push_async_callback(cache.delete, key)
+    expect_hit(await cache.get(key), PAYLOAD, "cashews")
+
+    async def cashews_get(ops: int) -> None:
+        get = cache.get
+        for _ in range(ops):
+            await get(key)
+
+    return cashews_get
+
+
+async def _aiocache(settings: Settings, stack: AsyncExitStack) -> AsyncLoop:
+    from aiocache import RedisCache  # type: ignore[import-untyped]
+
+    url = urlsplit(settings.redis_url)
+    cache = RedisCache(
+        endpoint=url.hostname or "127.0.0.1",
+        port=url.port or 6379,
+        db=int(url.path.strip("/") or 0),
+        namespace=f"{settings.namespace}:aiocache",
+    )
+    stack.push_async_callback(cache.close)
+    await cache.set(KEY, PAYLOAD, ttl=TTL)
+    stack.push_async_callback(cache.delete, KEY)
+    expect_hit(await cache.get(KEY), PAYLOAD, "aiocache")
+
+    async def aiocache_get(ops: int) -> None:
+        get = cache.get
+        for _ in range(ops):
+            await get(KEY)
+
+    return aiocache_get
+
+
+# sync
+
+
+def _sync_table(settings: Settings) -> Table:
+    lineup: Lineup[SyncLoop] = Lineup()
+    with ExitStack() as stack:
+        raw = redis.Redis.from_url(settings.redis_url)
+        stack.callback(raw.close)
+        raw_key = f"{settings.namespace}:raw:{KEY}"
+        raw.set(raw_key, PAYLOAD_BYTES, ex=TTL)
+        stack.callback(raw.delete, raw_key)
+        expect_hit(raw.get(raw_key), PAYLOAD_BYTES, SYNC_RAW)
+
+        def raw_get(ops: int) -> None:
+            get = raw.get
+            for _ in range(ops):
+                get(raw_key)
+
+        def raw_get_decoded(ops: int) -> None:
+            get, loads = raw.get, json.loads
+            for _ in range(ops):
+                loads(get(raw_key))  # type: ignore[arg-type]
+
+        version_key = f"{settings.namespace}:raw:version"
+        raw.set(version_key, VERSION, ex=TTL)
+        stack.callback(raw.delete, version_key)
+        both = [raw_key, version_key]
+
+        def raw_mget(ops: int) -> None:
+            mget = raw.mget
+            for _ in range(ops):
+                mget(both)
+
+        lineup.add(SYNC_RAW, raw_get)
+        lineup.add(f"{SYNC_RAW} + json.loads", raw_get_decoded)
+        lineup.add(MGET_LABEL.format(client="redis"), raw_mget)
+
+        cache = Cache.from_url(settings.redis_url, namespace=settings.namespace)
+        stack.callback(cache.close)
+        stack.callback(cache.clear)
+        cache.get_or_load(KEY, _load, tags=[TAG], ttl=TTL)
+        expect_hit(cache.get(KEY, tags=[TAG]), PAYLOAD, "freshcache")
+
+        def freshcache_get_or_load(ops: int) -> None:
+            get_or_load, tags = cache.get_or_load, [TAG]
+            for _ in range(ops):
+                get_or_load(KEY, _load, tags=tags, ttl=TTL)
+
+        def freshcache_get(ops: int) -> None:
+            get, tags = cache.get, [TAG]
+            for _ in range(ops):
+                get(KEY, tags=tags)
+
+        lineup.add("freshcache Cache.get_or_load (1 tag)", freshcache_get_or_load, GOAL)
+        lineup.add("freshcache Cache.get(tags=[tag])", freshcache_get, GOAL)
+
+        name = "dogpile.cache redis region.get"
+        try:
+            lineup.add(name, _dogpile(settings, stack))
+        except Exception as exc:
+            lineup.unavailable(name, exc)
+
+        results = measure(lineup.loops, rounds=settings.rounds, ops=settings.redis_ops)
+        expect_only_hits(cache.metrics, "freshcache")
+    return lineup.table(
+        results,
+        suite="redis",
+        title="Redis hit, sync: sequential latency, one thread",
+        reference=SYNC_RAW,
+        goal=GOAL_TEXT,
+    )
+
+
+def _dogpile(settings: Settings, stack: ExitStack) -> SyncLoop:
+    from dogpile.cache import make_region
+
+    region = make_region().configure(
+        "dogpile.cache.redis",
+        arguments={"url": settings.redis_url, "redis_expiration_time": TTL},
+    )
+    key = f"{settings.namespace}:dogpile:{KEY}"
+    region.set(key, PAYLOAD)
+    stack.callback(region.delete, key)
+    expect_hit(region.get(key), PAYLOAD, "dogpile.cache")
+
+    def dogpile_get(ops: int) -> None:
+        get = region.get
+        for _ in range(ops):
+            get(key)
+
+    return dogpile_get

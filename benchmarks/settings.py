@@ -1,0 +1,56 @@
+"""How much a run measures, and against which Redis: the full run and the quick one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+# A user record of about 200 bytes of compact JSON: the payload every hit returns.
+PAYLOAD = {
+    "id": 4217,
+    "email": "ada.lovelace@example.org",
+    "name": "Ada Lovelace",
+    "score": 9876,
+    "active": True,
+    "roles": ["author", "reviewer"],
+    "created_at": "2024-05-01T12:34:56Z",
+    "bio": "Wrote the first program for the Analytical Engine.",
+}
+PAYLOAD_BYTES = json.dumps(PAYLOAD, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Counts for one run; ``quick`` only proves the suites work, its numbers mean little."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "bench"
+    quick: bool = False
+    rounds: int = 15  # interleaved rounds of every hit benchmark
+    redis_ops: int = 2_000  # operations per contestant per round, on Redis
+    memory_ops: int = 50_000  # the same in memory, where one operation is ~1 µs
+    tag_rounds: int = 9  # refill, then time one invalidation, per size
+    tag_sizes: tuple[int, ...] = (1, 1_000, 10_000, 100_000)
+    cashews_dependents: int = 10_000
+    fill_concurrency: int = 64
+
+    @classmethod
+    def for_run(cls, *, quick: bool, **overrides: object) -> Settings:
+        if quick:
+            base = cls(
+                quick=True,
+                rounds=3,
+                redis_ops=40,
+                memory_ops=400,
+                tag_rounds=2,
+                tag_sizes=(1, 10, 100),
+                cashews_dependents=100,
+            )
+        else:
+            base = cls()
+        given = {name: value for name, value in overrides.items() if value is not None}
+        return dataclasses.replace(base, **given)  # type: ignore[arg-type]
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
