@@ -224,6 +224,19 @@ class AsyncCache:
         if flights and key in flights:
             # A load of this key is already running here: join it without asking the backend.
             self.metrics.misses += 1
+        elif (self._get_count + 1) % self.metrics.get_sample_every and key.__class__ is str:
+            # The hit path, flattened: one coroutine fewer than _lookup costs measurably
+            # against a Redis round trip. Same counting as _lookup, minus the timing.
+            self._get_count += 1
+            try:
+                value = await self.backend.get(key, tag_list)
+            except BackendError as exc:
+                self._backend_failed("get", exc)
+                value = MISSING
+            if value is not MISSING:
+                self.metrics.hits += 1
+                return value
+            self.metrics.misses += 1
         else:
             value = await self._lookup(key, tag_list)
             if value is not MISSING:

@@ -88,6 +88,8 @@ class RedisBackend(Backend):
         self._hold_prefix = f"{{{namespace}}}:h:"
         self._lease_prefix = f"{{{namespace}}}:l:"
         self._header_start = b"%s %s " % (MAGIC, serializer.name.encode())
+        self._headers: dict[str | tuple[str, ...], list[bytes]] = {}
+        self._decode = serializer.loads
         self._get_entries = client.register_script(_lua.GET_ENTRIES)
         self._begin_fill = client.register_script(_lua.BEGIN_FILL)
         self._fill = client.register_script(_lua.FILL)
@@ -154,33 +156,58 @@ class RedisBackend(Backend):
         prefix = self._hold_prefix
         return [prefix + tag for tag in tags]
 
-    def _loads(self, data: bytes, offset: int) -> Any:
-        return self.serializer.loads(data[offset:])
+    def _header_parts(self, tags: Sequence[str]) -> list[bytes]:
+        """The fixed bytes of the header of an entry with these tags, around the versions."""
+        cache_key: str | tuple[str, ...] = tags[0] if len(tags) == 1 else tuple(tags)
+        parts = self._headers.get(cache_key)
+        if parts is None:
+            key = tuple(tags)
+            encoded = [tag.encode() for tag in key]
+            parts = (
+                [b"%s%d\n%s " % (self._header_start, len(key), encoded[0])]
+                if key
+                else [b"%s0\n" % self._header_start]
+            )
+            parts.extend(b"\n%s " % tag for tag in encoded[1:])
+            if key:
+                parts.append(b"\n")
+            if len(self._headers) >= 4096:
+                self._headers.clear()  # bounded: tag sets are few, but keys may carry ids
+            self._headers[cache_key] = parts
+        return parts
 
     # Reads
 
     def get(self, key: str, tags: Sequence[str] | None = None) -> Any | _Missing:
         if tags is None:
             return (self._get_by_script([key])).get(key, MISSING)
-        names = [self._entry_prefix + key]
-        names.extend(self._tag_prefix + tag for tag in tags)
+        tag_prefix = self._tag_prefix
+        names = [self._entry_prefix + key, *[tag_prefix + tag for tag in tags]]
         try:
-            values = cast("list[bytes | None]", self.client.mget(names))
+            # execute_command, not mget(): the wrapper only re-checks its arguments.
+            values = cast("list[bytes | None]", self.client.execute_command("MGET", *names))  # type: ignore[no-untyped-call]
         except _FOREIGN_ERRORS as exc:
             raise _backend_error(exc) from exc
         data = values[0]
         if data is None:
             return MISSING
+        # The common case: the entry carries exactly the hinted tags, in order, at the
+        # current versions; then its header is the cached parts around those versions.
+        parts = self._header_parts(tags)
+        if len(parts) == 2:
+            version = values[1]
+            header = None if version is None else parts[0] + version + parts[1]
+        elif None in values:
+            header = None
+        else:
+            pieces = [parts[0]]
+            for version, part in zip(values[1:], parts[1:], strict=True):
+                pieces.append(version)  # type: ignore[arg-type]
+                pieces.append(part)
+            header = b"".join(pieces)
+        if header is not None and data.startswith(header):
+            return self._decode(data[len(header) :])
         versions = values[1:]
-        if None not in versions:
-            # The common case: the entry carries exactly the hinted tags, in order, at the
-            # current versions; then its header is this, byte for byte.
-            header = b"%s%d\n" % (self._header_start, len(tags)) + b"".join(
-                b"%s %s\n" % (tag.encode(), version)
-                for tag, version in zip(tags, versions, strict=True)
-            )
-            if data.startswith(header):
-                return self._loads(data, len(header))
         name, pairs, payload = decode_entry(data)
         current = {tag.encode(): version for tag, version in zip(tags, versions, strict=True)}
         for tag, version in pairs:
