@@ -23,8 +23,8 @@ class CountingBackend(AsyncMemoryBackend):
         return await super().get(key, tags)
 
 
-async def test_followers_do_not_touch_the_backend() -> None:
-    """While a load runs, later callers join it without a backend read of their own."""
+async def test_followers_wait_without_reading_then_read_once() -> None:
+    """While a load runs, later callers send nothing to the backend; after it, each checks the fill with one read."""
     backend = CountingBackend()
     cache = AsyncCache(backend)
     started = asyncio.Event()
@@ -42,11 +42,11 @@ async def test_followers_do_not_touch_the_backend() -> None:
     await started.wait()
     followers = [asyncio.create_task(cache.get_or_load("k", loader)) for _ in range(100)]
     await asyncio.sleep(0.01)
+    reads_during_the_load = backend.gets
     release.set()
 
     assert ["value"] * 101 == await asyncio.gather(leader, *followers)
-    assert 1 == calls
-    assert 1 == backend.gets
+    assert (1, 1, 101) == (calls, reads_during_the_load, backend.gets)
     assert 100 == cache.metrics.inflight_waits
     assert 101 == cache.metrics.misses
 
@@ -118,3 +118,36 @@ def test_threads_share_one_load() -> None:
 
     assert [7] * 40 == results
     assert 1 == calls
+
+
+async def test_a_follower_never_gets_data_older_than_a_write_that_finished_before_it_arrived() -> (
+    None
+):
+    """A caller arriving after a write returned does not take a load that read the old data: it loads the new."""
+    cache = AsyncCache(AsyncMemoryBackend())
+    database = {"value": "old"}
+    reading = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_loader() -> str:
+        value = database["value"]  # reads the old row...
+        reading.set()
+        await release.wait()  # ...and is slow to come back
+        return value
+
+    async def loader() -> str:
+        return database["value"]
+
+    leader = asyncio.create_task(cache.get_or_load("k", slow_loader, tags=["t"]))
+    await reading.wait()
+    database["value"] = "new"  # a write commits...
+    await cache.invalidate_tags(["t"])  # ...and returns after invalidating
+    follower = asyncio.create_task(
+        cache.get_or_load("k", loader, tags=["t"])
+    )  # arrives after the write
+    await asyncio.sleep(0.01)
+    release.set()
+
+    assert "old" == await leader  # its read overlapped the write: old is a fine answer for it
+    assert "new" == await follower
+    assert "new" == await cache.get("k", tags=["t"])

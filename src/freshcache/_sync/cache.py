@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,14 +32,20 @@ _MAX_POLL = 0.05
 
 
 class _Flight:
-    """One load in progress in this process; the callers that arrive meanwhile wait on it."""
+    """One load in progress in this process; the callers that arrive meanwhile wait on it.
 
-    __slots__ = ("done", "error", "value")
+    ``snapshot_at`` is when the leader last read the tag versions (before its database
+    read). A caller that arrived before then may take the value as it is; one that
+    arrived later may not: a write could have finished in between.
+    """
+
+    __slots__ = ("done", "error", "snapshot_at", "value")
 
     def __init__(self) -> None:
         self.done = Event()
         self.value: Any = MISSING
         self.error: BaseException | None = None
+        self.snapshot_at = math.inf
 
 
 class Cache:
@@ -144,6 +151,14 @@ class Cache:
             metrics.hits += 1
         return value
 
+    def _read_quietly(self, key: str, tags: Sequence[str]) -> Any:
+        """A read that counts nothing (the caller was counted already); failures read as misses."""
+        try:
+            return self.backend.get(key, tags)
+        except BackendError as exc:
+            self._backend_failed("get", exc)
+            return MISSING
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The hits among ``keys``, as a dict; misses are left out."""
         if isinstance(keys, str):
@@ -244,6 +259,7 @@ class Cache:
                 return value
         key = validate_key(key)
         tag_list = validate_tags(tag_list)
+        arrived = time.monotonic()
         flight = _Flight()
         while True:
             # setdefault is atomic, so exactly one caller (task or thread) leads the load.
@@ -256,12 +272,19 @@ class Cache:
                 self.metrics.lease_timeouts += 1
                 return self._load(loader)
             if leader.error is None:
-                return leader.value
+                if arrived <= leader.snapshot_at:
+                    return leader.value
+                # The leader read its data before we arrived; a write may have finished in
+                # between. Take its value only as the cache vouches for it now.
+                value = self._read_quietly(key, tag_list)
+                if value is not MISSING:
+                    return value
+                continue  # not vouched for: lead (or join) a load that starts after us
             if isinstance(leader.error, Exception):
                 raise leader.error
             # The leader was cancelled or interrupted, not us: lead the next attempt.
         try:
-            flight.value = self._load_and_fill(key, loader, tag_list, ttl, cache_none)
+            flight.value = self._load_and_fill(key, loader, tag_list, ttl, cache_none, flight)
             return flight.value
         except BaseException as exc:
             flight.error = exc
@@ -278,12 +301,14 @@ class Cache:
         tags: Sequence[str],
         ttl: float | None,
         cache_none: bool | None,
+        flight: _Flight,
     ) -> Any:
         token = new_token()
         deadline = time.monotonic() + self.lease_wait
         poll = _FIRST_POLL
         waited = False
         while True:
+            flight.snapshot_at = time.monotonic()  # what is loaded next is read after this
             try:
                 ticket = self.backend.begin_fill(
                     key, tags, token=token, lease_ttl=self.lease_ttl
@@ -307,6 +332,7 @@ class Cache:
                 return self._load(loader)
             sleep(poll)
             poll = min(poll * 1.5, _MAX_POLL)
+            flight.snapshot_at = time.monotonic()
             try:
                 value = self.backend.get(key, tags)
             except BackendError as exc:

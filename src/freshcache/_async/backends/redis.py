@@ -109,7 +109,7 @@ class AsyncRedisBackend(AsyncBackend):
         socket_timeout: float = 2.0,
         connect_timeout: float = 1.0,
         retries: int = 1,
-        max_connections: int | None = None,
+        max_connections: int = 64,
     ) -> AsyncRedisBackend:
         """A backend on its own connection pool.
 
@@ -128,14 +128,18 @@ class AsyncRedisBackend(AsyncBackend):
             redis.backoff.ExponentialBackoff(cap=0.05, base=0.005), retries
         )
         try:
-            client = redis.asyncio.Redis.from_url(
+            # A blocking pool: past max_connections a caller waits for a free connection
+            # (up to socket_timeout) instead of failing, so a burst of a thousand
+            # concurrent reads is slower, never wrong.
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
                 rest,
+                max_connections=max_connections,
+                timeout=socket_timeout,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=connect_timeout,
                 retry=retry,
-                max_connections=max_connections,
-                decode_responses=False,
             )
+            client = redis.asyncio.Redis(connection_pool=pool)
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
         return cls(
@@ -357,3 +361,5 @@ class AsyncRedisBackend(AsyncBackend):
     async def aclose(self) -> None:
         if self._owns_client:
             await self.client.aclose()
+            # A pool handed to the client is not the client's to close: it is ours.
+            await self.client.connection_pool.disconnect()

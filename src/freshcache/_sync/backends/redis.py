@@ -110,7 +110,7 @@ class RedisBackend(Backend):
         socket_timeout: float = 2.0,
         connect_timeout: float = 1.0,
         retries: int = 1,
-        max_connections: int | None = None,
+        max_connections: int = 64,
     ) -> RedisBackend:
         """A backend on its own connection pool.
 
@@ -129,14 +129,18 @@ class RedisBackend(Backend):
             redis.backoff.ExponentialBackoff(cap=0.05, base=0.005), retries
         )
         try:
-            client = redis.Redis.from_url(
+            # A blocking pool: past max_connections a caller waits for a free connection
+            # (up to socket_timeout) instead of failing, so a burst of a thousand
+            # concurrent reads is slower, never wrong.
+            pool = redis.BlockingConnectionPool.from_url(
                 rest,
+                max_connections=max_connections,
+                timeout=socket_timeout,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=connect_timeout,
                 retry=retry,
-                max_connections=max_connections,
-                decode_responses=False,
             )
+            client = redis.Redis(connection_pool=pool)
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
         return cls(
@@ -358,3 +362,5 @@ class RedisBackend(Backend):
     def close(self) -> None:
         if self._owns_client:
             self.client.close()
+            # A pool handed to the client is not the client's to close: it is ours.
+            self.client.connection_pool.disconnect()

@@ -281,7 +281,7 @@ class SessionInvalidation:
             return
         marking = None
         if self.mode == "strict":
-            if self.is_async and self.outbox is not None:
+            if isinstance(self.manager, AsyncInvalidationManager) and self.outbox is not None:
                 # Mark pending while the outbox row travels to the database: the two round
                 # trips overlap, and strict mode costs (almost) nothing over commit mode.
                 marking = asyncio.ensure_future(self.manager.begin(state.tags))
