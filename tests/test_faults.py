@@ -7,16 +7,14 @@ import inspect
 import multiprocessing
 import os
 import signal
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from freshcache import AsyncCache, BackendError, Cache
+
+from .redis_server import RedisServer
 
 SPAWN = multiprocessing.get_context("spawn")
 MISS = object()
@@ -83,79 +81,27 @@ def test_a_killed_lease_holder_is_taken_over_within_the_lease_ttl(
 # Redis stopped mid-run
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class RedisServer:
-    """A redis-server of the test's own on a loopback port, started and killed by pid."""
-
-    def __init__(self, port: int, directory: Path) -> None:
-        self.port = port
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.2)
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.exceptions.ConnectionError:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        raise
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis server this test may kill and restart; always stopped afterwards."""
-    server = RedisServer(_free_port(), tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("api", ["async", "sync"])
-async def test_reads_survive_a_redis_outage_and_recover(own_redis: RedisServer, api: str) -> None:
-    """While Redis is down get_or_load answers from the loader, quickly and without raising, counting backend errors; raise_errors=True raises BackendError; once Redis is back the same cache fills and hits again."""
+async def test_reads_survive_a_redis_outage_and_recover(
+    private_redis: RedisServer, api: str
+) -> None:
+    """While Redis is down get_or_load answers from the loader, quickly and without raising, counting failures and skipped calls; raise_errors=True raises BackendError; once Redis is back the same cache fills and hits again."""
     cache_class = AsyncCache if api == "async" else Cache
-    url = f"redis://127.0.0.1:{own_redis.port}/0?namespace=outage"
-    cache: Any = cache_class.from_url(url)
+    url = f"{private_redis.url}?namespace=outage"
+    cache: Any = cache_class.from_url(url, breaker_cooldown=0.05)
     strict: Any = cache_class.from_url(url, raise_errors=True)
     try:
         assert {"v": 1} == await _(cache.get_or_load("user:1", lambda: {"v": 1}, tags=["user:1"]))
         assert {"v": 1} == await _(cache.get("user:1", tags=["user:1"]))
         assert 0 == cache.metrics.backend_errors
 
-        own_redis.kill()
+        private_redis.stop()
 
-        errors = cache.metrics.backend_errors
+        def failures() -> int:
+            return int(cache.metrics.backend_errors + cache.metrics.backend_skips)
+
+        errors = failures()
         for attempt in range(5):
             began = time.monotonic()
             value = await _(
@@ -164,26 +110,61 @@ async def test_reads_survive_a_redis_outage_and_recover(own_redis: RedisServer, 
             elapsed = time.monotonic() - began
             assert {"db": attempt} == value
             assert elapsed < 1.0
-            assert cache.metrics.backend_errors > errors
-            errors = cache.metrics.backend_errors
+            assert failures() > errors
+            errors = failures()
         began = time.monotonic()
         assert MISS is await _(cache.get("user:1", MISS, tags=["user:1"]))
         assert time.monotonic() - began < 1.0
-        assert errors + 1 == cache.metrics.backend_errors
-        errors = cache.metrics.backend_errors
+        assert errors + 1 == failures()
 
         began = time.monotonic()
         with pytest.raises(BackendError):
             await _(strict.get_or_load("user:1", lambda: {"db": -1}, tags=["user:1"]))
         assert time.monotonic() - began < 1.0
 
-        own_redis.start()
+        private_redis.start()
+        # The breaker lets a probe through once its cooldown (doubled by each failed probe) ends.
+        deadline = time.monotonic() + 5
+        while cache.breaker.is_open and time.monotonic() < deadline:  # noqa: ASYNC110 - waits out a cooldown, bounded
+            await asyncio.sleep(0.01)
 
+        # The server kept its data (nothing was invalidated meanwhile): the entry is a hit again.
+        assert {"v": 1} == await _(cache.get("user:1", tags=["user:1"]))
         sets = cache.metrics.sets
-        assert {"v": 2} == await _(cache.get_or_load("user:1", lambda: {"v": 2}, tags=["user:1"]))
+        assert {"v": 2} == await _(cache.get_or_load("user:2", lambda: {"v": 2}, tags=["user:2"]))
         assert sets + 1 == cache.metrics.sets
-        assert {"v": 2} == await _(cache.get("user:1", tags=["user:1"]))
-        assert errors == cache.metrics.backend_errors
+        assert {"v": 2} == await _(cache.get("user:2", tags=["user:2"]))
+        assert not cache.breaker.open_until
     finally:
         for each in (cache, strict):
             await _(each.aclose() if api == "async" else each.close())
+
+
+@pytest.mark.slow
+def test_a_hung_redis_costs_one_timeout_not_one_per_read(private_redis: RedisServer) -> None:
+    """A paused server (SIGSTOP) costs the first read its socket timeout; the next reads skip it and answer from the loader at once, until it resumes."""
+    cache = Cache.from_url(private_redis.url, socket_timeout=0.3, retries=0, breaker_cooldown=1.0)
+    try:
+        cache.set("user:1", "cached", tags=["user:1"])
+        assert private_redis.process is not None
+        os.kill(private_redis.process.pid, signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            assert "db" == cache.get_or_load("user:1", lambda: "db", tags=["user:1"])
+            first = time.monotonic() - began
+            began = time.monotonic()
+            for _ in range(20):
+                assert "db" == cache.get_or_load("user:1", lambda: "db", tags=["user:1"])
+            next_twenty = time.monotonic() - began
+        finally:
+            os.kill(private_redis.process.pid, signal.SIGCONT)
+
+        assert 0.25 < first < 1.5
+        assert next_twenty < 0.1
+        # Each skipped get_or_load leaves two operations unsent: the read and the fill's preparation.
+        assert (1, 1 + 2 * 20) == (cache.metrics.backend_errors, cache.metrics.backend_skips)
+        time.sleep(1.1)  # the cooldown ends: one probe, which succeeds and closes the breaker
+        assert "cached" == cache.get("user:1", tags=["user:1"])
+        assert not cache.breaker.open_until
+    finally:
+        cache.close()

@@ -84,6 +84,7 @@ class CacheMetrics:
         "key_invalidations",
         "pattern_invalidations",
         "backend_errors",
+        "backend_skips",
     )
     HISTOGRAMS: tuple[str, ...] = ("get_latency", "load_latency", "invalidate_latency")
 
@@ -103,6 +104,7 @@ class CacheMetrics:
     key_invalidations: int
     pattern_invalidations: int
     backend_errors: int
+    backend_skips: int
     get_latency: Histogram
     load_latency: Histogram
     invalidate_latency: Histogram

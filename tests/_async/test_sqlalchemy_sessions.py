@@ -227,7 +227,7 @@ async def test_outbox_rows_are_written_and_cleaned_up(stack: Stack) -> None:
     for n in range(5):
         await stack.users.add(email=f"u{n}@example.com", name=f"U{n}")
 
-    await stack.relay.run_once()
+    await stack.relay.aclose()  # stops its background worker, deleting what it had not yet
 
     assert 0 == await async_count_rows(stack.engine, OUTBOX)
     assert 5 == stack.relay.deleted_rows

@@ -228,7 +228,7 @@ def test_outbox_rows_are_written_and_cleaned_up(stack: Stack) -> None:
     for n in range(5):
         stack.users.add(email=f"u{n}@example.com", name=f"U{n}")
 
-    stack.relay.run_once()
+    stack.relay.close()  # stops its background worker, deleting what it had not yet
 
     assert 0 == count_rows(stack.engine, OUTBOX)
     assert 5 == stack.relay.deleted_rows

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from freshcache._sync.backends.base import Backend
 from freshcache._sync.batching import TagBatcher
+from freshcache._breaker import CircuitBreaker
 from freshcache._calls import invoke
 from freshcache._entries import MISSING, FillStatus, new_token
 from freshcache._exceptions import BackendError, ConfigurationError, InvalidKeyError
@@ -29,6 +30,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _FIRST_POLL = 0.002
 _MAX_POLL = 0.05
+
+
+class _BreakerOpen(BackendError):
+    """Not sent: the backend failed moments ago (counted in backend_skips, not backend_errors)."""
 
 
 class _Flight:
@@ -68,6 +73,7 @@ class Cache:
         cache_none: bool = False,
         negative_ttl: float | None = None,
         raise_errors: bool = False,
+        breaker_cooldown: float = 0.5,
         metrics: CacheMetrics | None = None,
     ) -> None:
         if not isinstance(backend, Backend):
@@ -94,6 +100,8 @@ class Cache:
         self._flights: dict[str, _Flight] = {}
         self._get_count = 0
         self._batcher = TagBatcher(backend)
+        # After a backend failure, reads skip the backend for a while (see _breaker).
+        self.breaker = CircuitBreaker(breaker_cooldown)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Cache:
@@ -138,11 +146,16 @@ class Cache:
         self._get_count += 1
         timed = self._get_count % metrics.get_sample_every == 0
         started = time.perf_counter() if timed else 0.0
-        try:
-            value = self.backend.get(key, tags)
-        except BackendError as exc:
-            self._backend_failed("get", exc)
+        value: Any
+        if self._skip_backend():
             value = MISSING
+        else:
+            try:
+                value = self.backend.get(key, tags)
+                self._backend_ok()
+            except BackendError as exc:
+                self._backend_failed("get", exc)
+                value = MISSING
         if timed:
             metrics.get_latency.observe(time.perf_counter() - started)
         if value is MISSING:
@@ -153,8 +166,12 @@ class Cache:
 
     def _read_quietly(self, key: str, tags: Sequence[str]) -> Any:
         """A read that counts nothing (the caller was counted already); failures read as misses."""
+        if self._skip_backend():
+            return MISSING
         try:
-            return self.backend.get(key, tags)
+            value = self.backend.get(key, tags)
+            self._backend_ok()
+            return value
         except BackendError as exc:
             self._backend_failed("get", exc)
             return MISSING
@@ -165,7 +182,8 @@ class Cache:
             raise InvalidKeyError(f"keys must be a list of strings, not the string {keys!r}")
         keys = [validate_key(key) for key in keys]
         try:
-            found = self.backend.get_many(keys)
+            found = {} if self._skip_backend() else self.backend.get_many(keys)
+            self._backend_ok()
         except BackendError as exc:
             self._backend_failed("get_many", exc)
             found = {}
@@ -188,6 +206,8 @@ class Cache:
         key = validate_key(key)
         tag_list = validate_tags(tags)
         ttl = self._ttl(ttl)
+        if self._skip_backend():
+            return False
         try:
             ticket = self.backend.begin_fill(key, tag_list, token=new_token(), lease_ttl=None)
             if ticket.status is not FillStatus.ACQUIRED:
@@ -240,7 +260,11 @@ class Cache:
         if flights and key in flights:
             # A load of this key is already running here: join it without asking the backend.
             self.metrics.misses += 1
-        elif (self._get_count + 1) % self.metrics.get_sample_every and key.__class__ is str:
+        elif (
+            (self._get_count + 1) % self.metrics.get_sample_every
+            and key.__class__ is str
+            and not self.breaker.open_until
+        ):
             # The hit path, flattened: one coroutine fewer than _lookup costs measurably
             # against a Redis round trip. Same counting as _lookup, minus the timing.
             self._get_count += 1
@@ -309,10 +333,13 @@ class Cache:
         waited = False
         while True:
             flight.snapshot_at = time.monotonic()  # what is loaded next is read after this
+            if self._skip_backend():
+                return self._load(loader)
             try:
                 ticket = self.backend.begin_fill(
                     key, tags, token=token, lease_ttl=self.lease_ttl
                 )
+                self._backend_ok()
             except BackendError as exc:
                 self._backend_failed("begin_fill", exc)
                 return self._load(loader)
@@ -333,6 +360,8 @@ class Cache:
             sleep(poll)
             poll = min(poll * 1.5, _MAX_POLL)
             flight.snapshot_at = time.monotonic()
+            if self._skip_backend():
+                return self._load(loader)
             try:
                 value = self.backend.get(key, tags)
             except BackendError as exc:
@@ -459,7 +488,9 @@ class Cache:
             return
         started = time.perf_counter()
         try:
+            self._refuse_while_open()
             self._batcher.invalidate(tag_list)
+            self._backend_ok()
         except BackendError as exc:
             self._backend_failed("invalidate_tags", exc, swallow=False)
         finally:
@@ -475,7 +506,9 @@ class Cache:
             return 0
         started = time.perf_counter()
         try:
+            self._refuse_while_open()
             deleted = self.backend.delete(key_list)
+            self._backend_ok()
         except BackendError as exc:
             self._backend_failed("delete", exc, swallow=False)
         finally:
@@ -491,7 +524,9 @@ class Cache:
         pattern = validate_pattern(pattern, confirm_all=confirm_all)
         started = time.perf_counter()
         try:
+            self._refuse_while_open()
             deleted = self.backend.delete_pattern(pattern)
+            self._backend_ok()
         except BackendError as exc:
             self._backend_failed("delete_pattern", exc, swallow=False)
         finally:
@@ -514,15 +549,33 @@ class Cache:
             ttl *= 1.0 - random.random() * self.ttl_jitter
         return ttl
 
+    def _skip_backend(self) -> bool:
+        """True while the breaker is open after a failure: the call is not sent (and counted)."""
+        breaker = self.breaker
+        if not breaker.open_until or breaker.allow():
+            return False
+        self.metrics.backend_skips += 1
+        return True
+
+    def _backend_ok(self) -> None:
+        if self.breaker.open_until:
+            self.breaker.succeeded()
+
+    def _refuse_while_open(self) -> None:
+        if self._skip_backend():
+            raise _BreakerOpen(
+                f"{self.backend.name} failed moments ago; not asked again for "
+                f"{self.breaker.cooldown:.1f} s (circuit breaker)"
+            )
+
     def _backend_failed(self, operation: str, exc: BackendError, *, swallow: bool = True) -> None:
-        self.metrics.backend_errors += 1
+        if not isinstance(exc, _BreakerOpen):
+            self.metrics.backend_errors += 1
+            self.breaker.failed()
         if self.raise_errors or not swallow:
             raise exc
         log.warning(
-            "%s failed on %s, serving from the loader: %s",
-            operation,
-            self.backend.name,
-            exc,
+            "%s failed on %s, serving from the loader: %s", operation, self.backend.name, exc
         )
 
 
