@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from ._exceptions import SerializationError
 
@@ -53,19 +53,21 @@ def new_token() -> str:
 
 
 class FillStatus(enum.Enum):
+    HIT = "hit"  # a valid entry is there already (filled since the caller's read): its value
     ACQUIRED = "acquired"  # the caller holds the lease and the versions to fill with
     BUSY = "busy"  # another loader holds the lease
     PENDING = "pending"  # a write transaction holds a tag: read past the cache, do not fill
 
 
 class FillTicket:
-    """What ``begin_fill`` answers: the status and, when acquired, the tag versions."""
+    """What ``begin_fill`` answers: the status and, when acquired, the tag versions; on a hit, the value."""
 
-    __slots__ = ("status", "versions")
+    __slots__ = ("status", "value", "versions")
 
-    def __init__(self, status: FillStatus, versions: Sequence[str] = ()) -> None:
+    def __init__(self, status: FillStatus, versions: Sequence[str] = (), value: Any = None) -> None:
         self.status = status
         self.versions = tuple(versions)
+        self.value = value
 
     def __repr__(self) -> str:
         return f"FillTicket({self.status.value}, {self.versions})"

@@ -42,10 +42,9 @@ local function live_holders(hold, now)
 end
 """
 
-# KEYS: entry keys. ARGV[1]: the tag-key prefix. Returns each entry or false.
-GET_ENTRIES = """
-local tag_prefix = ARGV[1]
-local function valid(data)
+# Is a stored entry valid: does every tag it carries still have the version it records?
+_VALID = """
+local function valid(data, tag_prefix)
   local nl = string.find(data, '\\n', 1, true)
   if not nl then return false end
   local count = tonumber(string.match(string.sub(data, 1, nl - 1), ' (%d+)$'))
@@ -64,25 +63,38 @@ local function valid(data)
   end
   return true
 end
+"""
+
+# KEYS: entry keys. ARGV[1]: the tag-key prefix. Returns each entry or false.
+GET_ENTRIES = (
+    _VALID
+    + """
 local out = {}
 for i = 1, #KEYS do
   local data = redis.call('GET', KEYS[i])
-  if data and valid(data) then out[i] = data else out[i] = false end
+  if data and valid(data, ARGV[1]) then out[i] = data else out[i] = false end
 end
 return out
 """
+)
 
 # KEYS[1]: lease; KEYS[2..]: tag versions. ARGV: token, lease ms (0: no lease), tag ms,
-# then a fresh version per tag for the tags that have none.
-# Returns {'pending'} | {'busy'} | {'acquired', version...}.
-BEGIN_FILL = """
+# the entry's key, the tag-key prefix, then a fresh version per tag for the tags that
+# have none. Returns {'hit', entry} | {'pending'} | {'busy'} | {'acquired', version...}.
+BEGIN_FILL = (
+    _VALID
+    + """
+local lease_ms = tonumber(ARGV[2])
+if lease_ms > 0 then
+  local data = redis.call('GET', ARGV[4])
+  if data and valid(data, ARGV[5]) then return {'hit', data} end
+end
 local versions = {}
 for i = 2, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if v and string.sub(v, 1, 1) == '!' then return {'pending'} end
   versions[i - 1] = v
 end
-local lease_ms = tonumber(ARGV[2])
 if lease_ms > 0 then
   local holder = redis.call('GET', KEYS[1])
   if holder and holder ~= ARGV[1] then return {'busy'} end
@@ -91,13 +103,14 @@ end
 local out = {'acquired'}
 for i = 2, #KEYS do
   if not versions[i - 1] then
-    versions[i - 1] = ARGV[i + 2]
+    versions[i - 1] = ARGV[i + 4]
     redis.call('SET', KEYS[i], versions[i - 1], 'PX', ARGV[3])
   end
   out[i] = versions[i - 1]
 end
 return out
 """
+)
 
 # KEYS[1]: entry; KEYS[2]: lease; KEYS[3..]: tag versions.
 # ARGV: token ('' for none), ttl ms, entry bytes, then the expected version per tag.

@@ -342,6 +342,8 @@ class AsyncCache:
             except BackendError as exc:
                 self._backend_failed("begin_fill", exc)
                 return await self._load(loader)
+            if ticket.status is FillStatus.HIT:
+                return ticket.value  # filled since our read: no second load
             if ticket.status is FillStatus.PENDING:
                 self.metrics.pending_bypasses += 1
                 return await self._load(loader)

@@ -343,6 +343,8 @@ class Cache:
             except BackendError as exc:
                 self._backend_failed("begin_fill", exc)
                 return self._load(loader)
+            if ticket.status is FillStatus.HIT:
+                return ticket.value  # filled since our read: no second load
             if ticket.status is FillStatus.PENDING:
                 self.metrics.pending_bypasses += 1
                 return self._load(loader)

@@ -44,8 +44,10 @@ class AsyncBackend(abc.ABC):
         """Prepare a fill of ``key``: read (creating when absent) the versions of ``tags``.
 
         With ``lease_ttl`` the caller also asks for the load lease on ``key`` for that
-        many seconds: BUSY if another token holds it. PENDING if a write transaction
-        holds any of the tags (then nothing is taken and nothing may be filled).
+        many seconds: BUSY if another token holds it; HIT, with the value, if a valid
+        entry is there already (filled since the caller's read: no second load). PENDING
+        if a write transaction holds any of the tags (then nothing is taken and nothing
+        may be filled).
         """
 
     @abc.abstractmethod

@@ -133,6 +133,9 @@ class MemoryBackend(Backend):
             if any(self._is_held(tag, now) for tag in tags):
                 return FillTicket(FillStatus.PENDING)
             if lease_ttl is not None:
+                value = self._get(key)
+                if value is not MISSING:
+                    return FillTicket(FillStatus.HIT, value=value)
                 lease = self._leases.get(key)
                 if lease is not None and lease[0] != token and lease[1] > now:
                     return FillTicket(FillStatus.BUSY)

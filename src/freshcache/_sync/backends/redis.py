@@ -253,13 +253,22 @@ class RedisBackend(Backend):
         self, key: str, tags: Sequence[str], *, token: str, lease_ttl: float | None
     ) -> FillTicket:
         keys = [self._lease_prefix + key, *self._tag_keys(tags)]
-        args: list[Any] = [token, _ms(lease_ttl) if lease_ttl else 0, _ms(self.tag_ttl)]
+        args: list[Any] = [
+            token,
+            _ms(lease_ttl) if lease_ttl else 0,
+            _ms(self.tag_ttl),
+            self._entry_prefix + key,  # read in the script, never written: same slot
+            self._tag_prefix,
+        ]
         args.extend(new_version() for _ in tags)
         try:
             answer = self._begin_fill(keys=keys, args=args)
         except _FOREIGN_ERRORS as exc:
             raise _backend_error(exc) from exc
         status = FillStatus(answer[0].decode())
+        if status is FillStatus.HIT:
+            name, _, payload = decode_entry(answer[1])
+            return FillTicket(status, value=self._payload(name, payload))
         return FillTicket(status, [version.decode() for version in answer[1:]])
 
     def fill(

@@ -445,7 +445,23 @@ class AsyncBackendSuite(abc.ABC):
 
         assert await backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token="first")
         assert "v" == await backend.get("k", ["t"])
+        await backend.invalidate_tags(["t"])  # so that the next begin is not answered by the entry
         assert FillStatus.ACQUIRED is await _begin(backend, "k", ["t"], token="second")
+
+    async def test_begin_fill_answers_a_valid_entry_instead_of_a_lease(
+        self, backend: AsyncBackend
+    ) -> None:
+        """A fill begun after another one landed gets that entry's value (HIT), not a lease for a second load."""
+        ticket = await backend.begin_fill("k", ["t"], token="first", lease_ttl=30)
+        await backend.fill("k", {"loaded": 1}, ["t"], ticket.versions, ttl=60, token="first")
+
+        late = await backend.begin_fill("k", ["t"], token="late", lease_ttl=30)
+
+        assert (FillStatus.HIT, {"loaded": 1}) == (late.status, late.value)
+        without_lease = await backend.begin_fill("k", ["t"], token="set", lease_ttl=None)
+        assert FillStatus.ACQUIRED is without_lease.status  # set() overwrites; it asks no lease
+        await backend.invalidate_tags(["t"])
+        assert FillStatus.ACQUIRED is await _begin(backend, "k", ["t"], token="late")
 
     async def test_release_lease_only_by_its_holder(self, backend: AsyncBackend) -> None:
         """release_lease by another token does nothing; by the holder it frees the key."""
@@ -464,6 +480,7 @@ class AsyncBackendSuite(abc.ABC):
 
         assert await backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token="other")
         assert await backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token=None)
+        await backend.invalidate_tags(["t"])  # else the stored entry answers before the lease
         assert FillStatus.BUSY is await _begin(backend, "k", ["t"], token="other")
 
     async def test_begin_fill_without_a_lease_ignores_leases(self, backend: AsyncBackend) -> None:

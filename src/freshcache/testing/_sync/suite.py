@@ -446,7 +446,23 @@ class BackendSuite(abc.ABC):
 
         assert backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token="first")
         assert "v" == backend.get("k", ["t"])
+        backend.invalidate_tags(["t"])  # so that the next begin is not answered by the entry
         assert FillStatus.ACQUIRED is _begin(backend, "k", ["t"], token="second")
+
+    def test_begin_fill_answers_a_valid_entry_instead_of_a_lease(
+        self, backend: Backend
+    ) -> None:
+        """A fill begun after another one landed gets that entry's value (HIT), not a lease for a second load."""
+        ticket = backend.begin_fill("k", ["t"], token="first", lease_ttl=30)
+        backend.fill("k", {"loaded": 1}, ["t"], ticket.versions, ttl=60, token="first")
+
+        late = backend.begin_fill("k", ["t"], token="late", lease_ttl=30)
+
+        assert (FillStatus.HIT, {"loaded": 1}) == (late.status, late.value)
+        without_lease = backend.begin_fill("k", ["t"], token="set", lease_ttl=None)
+        assert FillStatus.ACQUIRED is without_lease.status  # set() overwrites; it asks no lease
+        backend.invalidate_tags(["t"])
+        assert FillStatus.ACQUIRED is _begin(backend, "k", ["t"], token="late")
 
     def test_release_lease_only_by_its_holder(self, backend: Backend) -> None:
         """release_lease by another token does nothing; by the holder it frees the key."""
@@ -465,6 +481,7 @@ class BackendSuite(abc.ABC):
 
         assert backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token="other")
         assert backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token=None)
+        backend.invalidate_tags(["t"])  # else the stored entry answers before the lease
         assert FillStatus.BUSY is _begin(backend, "k", ["t"], token="other")
 
     def test_begin_fill_without_a_lease_ignores_leases(self, backend: Backend) -> None:
