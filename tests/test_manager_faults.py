@@ -25,8 +25,8 @@ async def test_invalidations_queue_while_redis_is_down_and_drain_when_back(
     """Redis stopped: invalidate_entity returns, counts and queues; Redis back: the queue drains and entries are misses."""
     cache = AsyncCache.from_url(private_redis.url, connect_timeout=0.2, retries=0)
     manager = AsyncInvalidationManager(cache, RULES, retries=1, backoff=0.01)
-    manager.failure_sink.first_delay = 0.05  # type: ignore[attr-defined]
-    manager.failure_sink.max_delay = 0.2  # type: ignore[attr-defined]
+    manager.failure_sink.first_delay = 2.0  # type: ignore[attr-defined]  # the window checked below
+    manager.failure_sink.max_delay = 2.0  # type: ignore[attr-defined]
     try:
         await cache.set("user:1:challenges", [7], tags=["user:1:challenges"])
         await cache.set("user:2:challenges", [], tags=["user:2:challenges"])
@@ -41,8 +41,15 @@ async def test_invalidations_queue_while_redis_is_down_and_drain_when_back(
         assert (1, 3) == (manager.metrics.failed_invalidations, len(manager.failure_sink))
 
         # The server comes back with the entries from before (persistence, as after a
-        # partition): once the queue has drained they must not be served.
+        # partition). Until the queue has drained, this process does not read the cache:
+        # the entries it holds are the ones the queued invalidations would drop.
         private_redis.start()
+        await asyncio.sleep(0.6)  # past the breaker's cooldown: the server would answer
+        assert cache.reads_suspended
+        assert None is await cache.get("user:1:challenges")
+        assert "from the database" == await cache.get_or_load(
+            "user:1:challenges", lambda: "from the database", tags=["user:1:challenges"]
+        )
 
         deadline = time.monotonic() + 10
         while len(manager.failure_sink) and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the queue the manager owns, bounded by the deadline
@@ -50,6 +57,7 @@ async def test_invalidations_queue_while_redis_is_down_and_drain_when_back(
 
         assert 0 == len(manager.failure_sink)
         assert 1 == manager.metrics.recovered_invalidations
+        assert not cache.reads_suspended
         assert {"challenge:9": "untouched"} == await cache.get_many(
             ["user:1:challenges", "user:2:challenges", "challenge:9"]
         )

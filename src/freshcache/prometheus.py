@@ -44,7 +44,7 @@ _CACHE_HELP = {
     "key_invalidations": "Keys asked to be deleted.",
     "pattern_invalidations": "Pattern invalidations.",
     "backend_errors": "Backend operations that failed.",
-    "backend_skips": "Backend operations not sent while the circuit breaker was open.",
+    "backend_skips": "Backend operations not sent: circuit breaker open, or reads suspended while invalidations are queued.",
 }
 _MANAGER_HELP = {
     "tag_invalidations": "Tags invalidated through the manager.",

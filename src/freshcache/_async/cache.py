@@ -101,6 +101,9 @@ class AsyncCache:
         self._batcher = AsyncTagBatcher(backend)
         # After a backend failure, reads skip the backend for a while (see _breaker).
         self.breaker = CircuitBreaker(breaker_cooldown)
+        # While invalidations of this process wait in a retry queue, the cache may hold
+        # entries they would drop: reads go to the loader until the queue has drained.
+        self.reads_suspended = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncCache:
@@ -146,7 +149,7 @@ class AsyncCache:
         timed = self._get_count % metrics.get_sample_every == 0
         started = time.perf_counter() if timed else 0.0
         value: Any
-        if self._skip_backend():
+        if self._skip_read():
             value = MISSING
         else:
             try:
@@ -165,7 +168,7 @@ class AsyncCache:
 
     async def _read_quietly(self, key: str, tags: Sequence[str]) -> Any:
         """A read that counts nothing (the caller was counted already); failures read as misses."""
-        if self._skip_backend():
+        if self._skip_read():
             return MISSING
         try:
             value = await self.backend.get(key, tags)
@@ -181,7 +184,7 @@ class AsyncCache:
             raise InvalidKeyError(f"keys must be a list of strings, not the string {keys!r}")
         keys = [validate_key(key) for key in keys]
         try:
-            found = {} if self._skip_backend() else await self.backend.get_many(keys)
+            found = {} if self._skip_read() else await self.backend.get_many(keys)
             self._backend_ok()
         except BackendError as exc:
             self._backend_failed("get_many", exc)
@@ -205,7 +208,7 @@ class AsyncCache:
         key = validate_key(key)
         tag_list = validate_tags(tags)
         ttl = self._ttl(ttl)
-        if self._skip_backend():
+        if self._skip_read():
             return False
         try:
             ticket = await self.backend.begin_fill(key, tag_list, token=new_token(), lease_ttl=None)
@@ -263,6 +266,7 @@ class AsyncCache:
             (self._get_count + 1) % self.metrics.get_sample_every
             and key.__class__ is str
             and not self.breaker.open_until
+            and not self.reads_suspended
         ):
             # The hit path, flattened: one coroutine fewer than _lookup costs measurably
             # against a Redis round trip. Same counting as _lookup, minus the timing.
@@ -332,7 +336,7 @@ class AsyncCache:
         waited = False
         while True:
             flight.snapshot_at = time.monotonic()  # what is loaded next is read after this
-            if self._skip_backend():
+            if self._skip_read():
                 return await self._load(loader)
             try:
                 ticket = await self.backend.begin_fill(
@@ -361,7 +365,7 @@ class AsyncCache:
             await async_sleep(poll)
             poll = min(poll * 1.5, _MAX_POLL)
             flight.snapshot_at = time.monotonic()
-            if self._skip_backend():
+            if self._skip_read():
                 return await self._load(loader)
             try:
                 value = await self.backend.get(key, tags)
@@ -549,6 +553,20 @@ class AsyncCache:
         if self.ttl_jitter:
             ttl *= 1.0 - random.random() * self.ttl_jitter
         return ttl
+
+    def suspend_reads(self) -> None:
+        """Read past the cache (loader, no fill) until resume_reads; invalidations go on."""
+        self.reads_suspended = True
+
+    def resume_reads(self) -> None:
+        self.reads_suspended = False
+
+    def _skip_read(self) -> bool:
+        """True when a read must not trust the backend: breaker open, or reads suspended."""
+        if self.reads_suspended:
+            self.metrics.backend_skips += 1
+            return True
+        return self._skip_backend()
 
     def _skip_backend(self) -> bool:
         """True while the breaker is open after a failure: the call is not sent (and counted)."""

@@ -73,6 +73,8 @@ class AsyncRetryQueue:
             start = not self._active
             self._active = True
             waiting = len(self)
+            # Under the guard, so that a drain finishing now cannot resume reads after it.
+            self.cache.suspend_reads()
         log.warning(
             "invalidation of %d tags, %d keys, %d patterns failed; queued for retry (%d waiting)",
             len(invalidation.tags),
@@ -89,6 +91,7 @@ class AsyncRetryQueue:
             tags, keys, patterns = list(self._tags), list(self._keys), list(self._patterns)
             overflowed = self._overflowed
         if not (tags or keys or patterns or overflowed):
+            self.cache.resume_reads()
             return True
         try:
             if overflowed:
@@ -112,6 +115,8 @@ class AsyncRetryQueue:
             if overflowed:
                 self._overflowed = False
             empty = not len(self)
+            if empty:
+                self.cache.resume_reads()
         log.warning(
             "applied %d queued tag, %d key and %d pattern invalidations%s",
             len(tags),

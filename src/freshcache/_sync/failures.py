@@ -74,6 +74,8 @@ class RetryQueue:
             start = not self._active
             self._active = True
             waiting = len(self)
+            # Under the guard, so that a drain finishing now cannot resume reads after it.
+            self.cache.suspend_reads()
         log.warning(
             "invalidation of %d tags, %d keys, %d patterns failed; queued for retry (%d waiting)",
             len(invalidation.tags),
@@ -90,6 +92,7 @@ class RetryQueue:
             tags, keys, patterns = list(self._tags), list(self._keys), list(self._patterns)
             overflowed = self._overflowed
         if not (tags or keys or patterns or overflowed):
+            self.cache.resume_reads()
             return True
         try:
             if overflowed:
@@ -113,6 +116,8 @@ class RetryQueue:
             if overflowed:
                 self._overflowed = False
             empty = not len(self)
+            if empty:
+                self.cache.resume_reads()
         log.warning(
             "applied %d queued tag, %d key and %d pattern invalidations%s",
             len(tags),
