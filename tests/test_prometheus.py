@@ -33,9 +33,7 @@ def exposition() -> str:
 
 def test_exposition_parses_and_carries_the_values() -> None:
     """prometheus-client's own parser reads every metric back with the right values and labels."""
-    families = {
-        family.name: family for family in text_string_to_metric_families(exposition())
-    }
+    families = {family.name: family for family in text_string_to_metric_families(exposition())}
 
     for name in CacheMetrics.COUNTERS:
         assert f"freshcache_cache_{name}" in families
