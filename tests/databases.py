@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .settings import DATABASE_URL, REQUIRE_SERVICES
@@ -26,10 +26,25 @@ class Database:
     schema: str | None = None
 
     def engine(self, **options: Any) -> Engine:
-        return create_engine(self.sync_url, connect_args=self.connect_args, **options)
+        engine = create_engine(self.sync_url, connect_args=self.connect_args, **options)
+        self._configure(engine)
+        return engine
 
     def async_engine(self, **options: Any) -> AsyncEngine:
-        return create_async_engine(self.async_url, connect_args=self.connect_args, **options)
+        engine = create_async_engine(self.async_url, connect_args=self.connect_args, **options)
+        self._configure(engine.sync_engine)
+        return engine
+
+    def _configure(self, engine: Engine) -> None:
+        if self.kind == "sqlite":
+            # SQLite enforces foreign keys (and their ON DELETE actions) only when asked.
+            event.listen(engine, "connect", _enforce_foreign_keys)
+
+
+def _enforce_foreign_keys(connection: Any, record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 def _postgres_problem() -> str | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 
 from freshcache import AsyncCache, AsyncInvalidationManager, ConfigurationError, InvalidEntityError
 from freshcache.integrations.sqlalchemy import (
@@ -20,7 +20,7 @@ from freshcache.integrations.sqlalchemy import (
 from freshcache.integrations.sqlalchemy._orm import AsyncSession, async_sessionmaker
 
 from ..databases import Database
-from ..integrations.models import MODELS, Base, Challenge, User
+from ..integrations.models import MODELS, Base, Challenge, Evaluation, User
 from ..integrations.support import async_count_rows, async_create_tables
 
 OUTBOX = outbox_table(Base.metadata)
@@ -280,3 +280,32 @@ async def test_expired_objects_are_loaded_before_the_flush(
             instance.title = "Renamed"  # type: ignore[union-attr]
 
     assert ["Renamed"] == [c.title for c in await stack.challenges.list(user_id=ada.id)]
+
+
+@pytest.mark.parametrize("how", ["orm", "bulk"])
+async def test_rows_the_database_cascades_are_invalidated_too(stack: Stack, how: str) -> None:
+    """Rows the database deletes by ON DELETE CASCADE, which the session never loads, are invalidated with their parent."""
+    ada = await stack.users.add(email="ada@example.com", name="Ada")
+    bob = await stack.users.add(email="bob@example.com", name="Bob")
+    bobs = await stack.challenges.add(user_id=bob.id, title="Bob's")
+    async with stack.sessions() as session, session.begin():
+        session.add(
+            Evaluation(challenge_id=bobs.id, user_id=ada.id, score=5)
+        )  # Ada evaluates Bob's challenge
+    await stack.cache.set("bobs-evaluations", [5], tags=[f"challenge:{bobs.id}:evaluations"])
+    await stack.cache.set("bob", "cached", tags=[f"user:{bob.id}"])
+
+    async with stack.sessions() as session, session.begin():
+        if how == "orm":
+            await session.delete(await session.get(User, ada.id))
+        else:
+            await session.execute(delete(User).where(User.id == ada.id))
+
+    async with stack.sessions() as session:
+        assert (
+            0 == (await session.execute(select(func.count()).select_from(Evaluation))).scalar_one()
+        )
+    assert None is await stack.cache.get("bobs-evaluations")
+    assert "cached" == await stack.cache.get(
+        "bob"
+    )  # the evaluation's relation reaches no user but Ada

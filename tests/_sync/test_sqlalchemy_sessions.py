@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 
 from freshcache import Cache, InvalidationManager, ConfigurationError, InvalidEntityError
 from freshcache.integrations.sqlalchemy import (
@@ -21,7 +21,7 @@ from freshcache.integrations.sqlalchemy import (
 from freshcache.integrations.sqlalchemy._orm import Session, sessionmaker
 
 from ..databases import Database
-from ..integrations.models import MODELS, Base, Challenge, User
+from ..integrations.models import MODELS, Base, Challenge, Evaluation, User
 from ..integrations.support import count_rows, create_tables
 
 OUTBOX = outbox_table(Base.metadata)
@@ -281,3 +281,32 @@ def test_expired_objects_are_loaded_before_the_flush(
             instance.title = "Renamed"  # type: ignore[union-attr]
 
     assert ["Renamed"] == [c.title for c in stack.challenges.list(user_id=ada.id)]
+
+
+@pytest.mark.parametrize("how", ["orm", "bulk"])
+def test_rows_the_database_cascades_are_invalidated_too(stack: Stack, how: str) -> None:
+    """Rows the database deletes by ON DELETE CASCADE, which the session never loads, are invalidated with their parent."""
+    ada = stack.users.add(email="ada@example.com", name="Ada")
+    bob = stack.users.add(email="bob@example.com", name="Bob")
+    bobs = stack.challenges.add(user_id=bob.id, title="Bob's")
+    with stack.sessions() as session, session.begin():
+        session.add(
+            Evaluation(challenge_id=bobs.id, user_id=ada.id, score=5)
+        )  # Ada evaluates Bob's challenge
+    stack.cache.set("bobs-evaluations", [5], tags=[f"challenge:{bobs.id}:evaluations"])
+    stack.cache.set("bob", "cached", tags=[f"user:{bob.id}"])
+
+    with stack.sessions() as session, session.begin():
+        if how == "orm":
+            session.delete(session.get(User, ada.id))
+        else:
+            session.execute(delete(User).where(User.id == ada.id))
+
+    with stack.sessions() as session:
+        assert (
+            0 == (session.execute(select(func.count()).select_from(Evaluation))).scalar_one()
+        )
+    assert None is stack.cache.get("bobs-evaluations")
+    assert "cached" == stack.cache.get(
+        "bob"
+    )  # the evaluation's relation reaches no user but Ada

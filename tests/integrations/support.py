@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, Table
+from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .models import Base
 
 
-async def async_create_tables(engine: AsyncEngine) -> None:
+async def async_create_tables(engine: AsyncEngine, metadata: MetaData = Base.metadata) -> None:
     async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
+        await connection.run_sync(metadata.create_all)
 
 
-def create_tables(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+def create_tables(engine: Engine, metadata: MetaData = Base.metadata) -> None:
+    metadata.create_all(engine)
 
 
 async def async_count_rows(engine: AsyncEngine, table: Table) -> int:

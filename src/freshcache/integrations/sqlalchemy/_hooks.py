@@ -35,6 +35,7 @@ from freshcache.integrations.sqlalchemy._models import (
     entity_type_of,
     load_columns,
     mapper_of,
+    values_of,
 )
 from freshcache.integrations.sqlalchemy._outbox import outbox_row
 
@@ -157,6 +158,72 @@ class SessionInvalidation:
         for instance in (*session.dirty, *session.deleted):
             if self._entity_type(type(instance)) is not None:
                 load_columns(instance)
+        deleted: dict[type[Any], list[dict[str, Any]]] = {}
+        for instance in session.deleted:
+            load_columns(instance)
+            deleted.setdefault(type(instance), []).append(values_of(instance))
+        for model, rows in deleted.items():
+            self._record_database_cascades(session, model, rows)
+
+    def _record_database_cascades(
+        self, session: Session, model: type[Any], rows: list[dict[str, Any]], depth: int = 0
+    ) -> None:
+        """Record what the database itself will delete or null when these rows go.
+
+        ``ON DELETE CASCADE`` and ``SET NULL`` foreign keys change rows the session never
+        sees (the ORM cascades only along relationships it is told of), so the children
+        are read now, before the parents' DELETE, and cascades of cascades after them.
+        """
+        if not rows or depth > 8:
+            return
+        parent_mapper = mapper_of(model)
+        savepoint = session.get_nested_transaction()
+        transaction = self._state(session)
+        for child_mapper in parent_mapper.registry.mappers:
+            child = child_mapper.class_
+            for column in child_mapper.local_table.columns:
+                for foreign_key in column.foreign_keys:
+                    action = (foreign_key.ondelete or "").upper()
+                    if foreign_key.column.table is not parent_mapper.local_table:
+                        continue
+                    if action not in ("CASCADE", "SET NULL"):
+                        continue
+                    parent_key = parent_mapper.get_property_by_column(foreign_key.column).key
+                    values = list(
+                        {row[parent_key] for row in rows if row.get(parent_key) is not None}
+                    )
+                    if not values:
+                        continue
+                    child_key = child_mapper.get_property_by_column(column).key
+                    keys = column_keys(child)
+                    query = (
+                        select(*[getattr(child, key) for key in keys])
+                        .where(getattr(child, child_key).in_(values))
+                        .limit(self.bulk_row_limit + 1)
+                    )
+                    found = [row._asdict() for row in session.execute(query)]
+                    child_type = self._entity_type(child)
+                    if child_type is not None and len(found) > self.bulk_row_limit:
+                        transaction.intents.append(
+                            _Intent(savepoint, tags=self._wide_tags(child_type))
+                        )
+                    elif child_type is not None:
+                        for row in found:
+                            change = (
+                                EntityChange(child_type, old=row)
+                                if action == "CASCADE"
+                                else EntityChange(
+                                    child_type,
+                                    old=row,
+                                    new={**row, child_key: None},
+                                    changed=frozenset({child_key}),
+                                )
+                            )
+                            transaction.intents.append(_Intent(savepoint, change))
+                    if action == "CASCADE":
+                        self._record_database_cascades(
+                            session, child, found[: self.bulk_row_limit], depth + 1
+                        )
 
     def _after_flush(self, session: Session, flush_context: Any) -> None:
         savepoint = session.get_nested_transaction()
@@ -189,16 +256,13 @@ class SessionInvalidation:
         before = [
             row._asdict() for row in session.execute(query if where is None else query.where(where))
         ]
+        if state.is_delete:
+            self._record_database_cascades(session, model, before[: self.bulk_row_limit])
         result = state.invoke_statement()
         savepoint = session.get_nested_transaction()
         transaction = self._state(session)
         if len(before) > self.bulk_row_limit:
-            wide = (
-                self.manager.rules.tags_from_values(entity_type, {})
-                if self._has_wide(entity_type)
-                else ()
-            )
-            transaction.intents.append(_Intent(savepoint, tags=(*wide, entity_type)))
+            transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(entity_type)))
             return result
         if state.is_delete:
             transaction.intents.extend(
@@ -223,12 +287,11 @@ class SessionInvalidation:
             )
         return result
 
-    def _has_wide(self, entity_type: str) -> bool:
-        return any(
-            not template.fields
-            for rule in self.manager.rules.rules_for(entity_type)
-            for template in rule.tags
-        )
+    def _wide_tags(self, entity_type: str) -> tuple[str, ...]:
+        """The tags for "any row of this type": its rules' templates without placeholders, and its name."""
+        rules = self.manager.rules.rules_for(entity_type)
+        wide = [template.text for rule in rules for template in rule.tags if not template.fields]
+        return (*dict.fromkeys(wide), entity_type)
 
     def _after_soft_rollback(
         self, session: Session, previous_transaction: SessionTransaction

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import Column, Float, Index, MetaData, String, Table, Text
 
 from freshcache._entries import new_token
+from freshcache._exceptions import InvalidKeyError
+from freshcache._keys import validate_tag
 
 OUTBOX_TABLE = "freshcache_outbox"
 
@@ -50,8 +52,25 @@ def outbox_row(
     }
 
 
-def tags_of_rows(rows: Iterable[Any]) -> list[str]:
+def tags_of_rows(rows: Iterable[Any]) -> tuple[list[str], int, int]:
+    """The valid tags of the rows, how many tags were invalid, and how many rows unreadable.
+
+    An invalid tag names nothing in the cache (fills validate their tags), so dropping it
+    loses nothing. An unreadable row's tags are unknown.
+    """
     tags: dict[str, None] = {}
+    invalid = unreadable = 0
     for row in rows:
-        tags.update(dict.fromkeys(json.loads(row.tags)))
-    return list(tags)
+        try:
+            listed = json.loads(row.tags)
+            if not isinstance(listed, list):
+                raise ValueError("not a list")
+        except ValueError:
+            unreadable += 1
+            continue
+        for tag in listed:
+            try:
+                tags[validate_tag(tag)] = None
+            except InvalidKeyError:
+                invalid += 1
+    return list(tags), invalid, unreadable

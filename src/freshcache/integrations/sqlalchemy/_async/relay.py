@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import Table, delete, func, or_, select
 
 from freshcache._async.manager import AsyncInvalidationManager
 from freshcache._exceptions import ConfigurationError
@@ -56,6 +56,8 @@ class AsyncOutboxRelay:
         self.relayed_rows = 0
         self.deleted_rows = 0
         self.failed_runs = 0
+        self.invalid_tags = 0
+        self.unreadable_rows = 0
         self._applied: deque[str] = deque()
         self._skip_locked = engine.dialect.name == "postgresql"
         self._closing = AsyncEvent()
@@ -117,7 +119,8 @@ class AsyncOutboxRelay:
         table = self.table
         query = (
             select(table.c.id, table.c.tags)
-            .where(table.c.created_at < time.time() - self.grace)
+            # A trigger's row has no writer applying it: it need not wait out the grace.
+            .where(or_(table.c.created_at < time.time() - self.grace, table.c.source == "trigger"))
             .order_by(table.c.created_at)
             .limit(self.batch_size)
         )
@@ -128,9 +131,16 @@ class AsyncOutboxRelay:
                 rows = (await connection.execute(query)).all()
                 if not rows:
                     return 0
-                invalidation = await self.manager.invalidate_tags(
-                    tags_of_rows(rows), source="outbox relay"
-                )
+                tags, invalid, unreadable = tags_of_rows(rows)
+                if invalid or unreadable:
+                    self._report_bad_rows(invalid, unreadable)
+                invalidation = await self.manager.invalidate_tags(tags, source="outbox relay")
+                if unreadable and invalidation.applied:
+                    # What an unreadable row meant to invalidate is unknown: drop every
+                    # entry, colder but never stale, rather than block the rows behind it.
+                    invalidation = await self.manager.invalidate_pattern(
+                        "*", confirm_all=True, source="outbox relay"
+                    )
                 if not invalidation.applied:
                     raise _Unapplied
                 await connection.execute(
@@ -140,6 +150,17 @@ class AsyncOutboxRelay:
             return 0
         self.relayed_rows += len(rows)
         return len(rows)
+
+    def _report_bad_rows(self, invalid: int, unreadable: int) -> None:
+        self.invalid_tags += invalid
+        self.unreadable_rows += unreadable
+        log.error(
+            "outbox relay: %d invalid tags dropped (they name nothing cached), %d unreadable rows "
+            "(every entry will be dropped); check what writes %s",
+            invalid,
+            unreadable,
+            self.table.name,
+        )
 
     async def stats(self) -> dict[str, Any]:
         """``outbox_pending`` (rows waiting) and ``relay_lag_seconds`` (age of the oldest)."""
@@ -155,4 +176,6 @@ class AsyncOutboxRelay:
             "relayed_rows": self.relayed_rows,
             "deleted_rows": self.deleted_rows,
             "failed_runs": self.failed_runs,
+            "invalid_tags": self.invalid_tags,
+            "unreadable_rows": self.unreadable_rows,
         }
