@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.settings import Settings
-from benchmarks.tables import Table, format_ratio
+from benchmarks.tables import Row, Table, format_ratio
 
 PACKAGES = (
     "freshcache",
@@ -24,11 +24,14 @@ PACKAGES = (
     "aiocache",
     "dogpile.cache",
     "cachetools",
+    "sqlalchemy",
+    "psycopg",
+    "orjson",
     "matplotlib",
 )
 
 
-def machine_info(redis_url: str | None) -> dict[str, Any]:
+def machine_info(redis_url: str | None, database_url: str | None = None) -> dict[str, Any]:
     versions: dict[str, str | None] = {}
     for package in PACKAGES:
         try:
@@ -38,13 +41,18 @@ def machine_info(redis_url: str | None) -> dict[str, Any]:
     return {
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average": load_average(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "redis_server": _redis_server_version(redis_url) if redis_url else None,
+        "postgres_server": _postgres_server_version(database_url) if database_url else None,
         "packages": versions,
     }
+
+
+def load_average() -> list[float] | None:
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
 def _redis_server_version(url: str) -> str | None:
@@ -55,6 +63,20 @@ def _redis_server_version(url: str) -> str | None:
             return str(client.info("server")["redis_version"])
     except (redis.RedisError, OSError):
         return None
+
+
+def _postgres_server_version(url: str) -> str | None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(url, connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect() as connection:
+            return str(connection.execute(text("show server_version")).scalar())
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
 
 
 def summary(tables: Sequence[Table]) -> dict[str, list[str]]:
@@ -75,7 +97,7 @@ def write_json(
 ) -> None:
     document = {
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]),
-        "machine": machine,
+        "machine": {**machine, "load_average_at_end": load_average()},
         "settings": settings.to_json(),
         "goals": summary(tables),
         "tables": [table.to_json() for table in tables],
@@ -101,24 +123,33 @@ def write_chart(path: Path, tables: Sequence[Table], machine: dict[str, Any]) ->
     axes = [axes] if len(tables) == 1 else list(axes)
     for axis, table in zip(axes, tables, strict=True):
         rows = [row for row in table.rows if row.samples is not None]
-        ratios = [table.ratio(row) or 0.0 for row in rows]
+        bars = _bars(table, rows)
         colours = [
             {None: "#9e9e9e", True: "#2e7d32", False: "#c62828"}[table.met(row)] for row in rows
         ]
         positions = range(len(rows))
-        axis.barh(positions, ratios, color=colours)
+        axis.barh(positions, [value for value, _ in bars], color=colours)
         axis.set_yticks(list(positions), [row.contestant for row in rows], fontsize=8)
         axis.invert_yaxis()
-        axis.axvline(1.0, color="black", linewidth=0.8)
-        for position, row, ratio in zip(positions, rows, ratios, strict=True):
-            axis.text(ratio, position, f" {format_ratio(ratio)}", va="center", fontsize=7)
-            if row.goal is not None:
-                axis.plot([row.goal.bound] * 2, [position - 0.4, position + 0.4], "k--", lw=1)
-        shown = ratios + [row.goal.bound for row in rows if row.goal is not None]
+        for position, (value, label) in zip(positions, bars, strict=True):
+            axis.text(value, position, f" {label}", va="center", fontsize=7)
+        goals = [_goal_line(table, row) for row in rows]
+        for position, goal in zip(positions, goals, strict=True):
+            if goal is not None:
+                axis.plot([goal] * 2, [position - 0.4, position + 0.4], "k--", lw=1)
+        reference = _reference_line(table)
+        if reference is not None:
+            axis.axvline(reference, color="black", linewidth=0.8)
+        shown = [value for value, _ in bars] + [goal for goal in goals if goal is not None]
         if shown and max(shown) / max(min(shown), 1e-9) > 20:
             axis.set_xscale("log")
         axis.set_xlim(right=_right_limit(shown, axis.get_xscale() == "log"))
-        axis.set_title(f"{table.title}\nratio to {table.reference}", fontsize=9)
+        measure = (
+            f"{table.rate}; the solid line: {table.reference}"
+            if table.rate
+            else f"ratio to {table.reference}"
+        )
+        axis.set_title(f"{table.title}\n{measure}", fontsize=9)
         axis.tick_params(axis="x", labelsize=8)
     figure.suptitle(
         f"freshcache benchmarks, {machine['timestamp']}, {machine['cpu_count']} CPUs, "
@@ -127,6 +158,36 @@ def write_chart(path: Path, tables: Sequence[Table], machine: dict[str, Any]) ->
     )
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _bars(table: Table, rows: Sequence[Row]) -> list[tuple[float, str]]:
+    """Each row's bar and label: its ratio, or in a table with a rate its throughput and ratio."""
+    bars = []
+    for row in rows:
+        ratio = table.ratio(row)
+        if table.rate is not None and row.samples is not None:
+            rate = row.samples.per_second
+            bars.append((rate, f"{rate:,.0f}/s ({format_ratio(ratio)})"))
+        else:
+            bars.append((ratio or 0.0, format_ratio(ratio)))
+    return bars
+
+
+def _goal_line(table: Table, row: Row) -> float | None:
+    """Where a row's goal falls on the panel's axis."""
+    if row.goal is None:
+        return None
+    if table.rate is None or row.goal.per_second:
+        return row.goal.bound
+    reference = table.row(table.reference).samples
+    return None if reference is None else row.goal.bound * reference.per_second
+
+
+def _reference_line(table: Table) -> float | None:
+    if table.rate is None:
+        return 1.0
+    reference = table.row(table.reference).samples
+    return None if reference is None else reference.per_second
 
 
 def _right_limit(ratios: Sequence[float], log: bool) -> float:

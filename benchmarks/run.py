@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``uv run python -m benchmarks.run [--suite redis|memory|tags] [--quick]``.
+"""Run the benchmarks: ``uv run python -m benchmarks.run [--suite redis|memory|tags|...] [--quick]``.
 
 Every suite prints Markdown tables (median per operation, ratio to the reference, goal,
 met or not); the run writes ``latest.json`` and ``latest.png`` into ``--output``.
@@ -11,8 +11,14 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import memory_hit, redis_hit, tag_invalidation
-from benchmarks.report import machine_info, summary, write_chart, write_json
+from benchmarks import (
+    entity_invalidation,
+    memory_hit,
+    redis_hit,
+    sqlalchemy_writes,
+    tag_invalidation,
+)
+from benchmarks.report import load_average, machine_info, summary, write_chart, write_json
 from benchmarks.settings import Settings
 from benchmarks.tables import Table
 
@@ -20,8 +26,11 @@ SUITES: dict[str, Callable[[Settings], list[Table]]] = {
     "redis": redis_hit.run,
     "memory": memory_hit.run,
     "tags": tag_invalidation.run,
+    "manager": entity_invalidation.run,
+    "sqlalchemy": sqlalchemy_writes.run,
 }
-NEEDS_REDIS = {"redis", "tags"}
+NEEDS_REDIS = {"redis", "tags", "manager", "sqlalchemy"}
+NEEDS_DATABASE = {"sqlalchemy"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -43,6 +52,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the Redis to measure against (default: $FRESHCACHE_BENCH_REDIS_URL or local db 0)",
     )
     parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "FRESHCACHE_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+        help="the PostgreSQL of the sqlalchemy suite, which works in a schema of its own "
+        "(default: $FRESHCACHE_BENCH_DATABASE_URL or local database test)",
+    )
+    parser.add_argument(
         "--namespace",
         default="bench",
         help="prefix of every key the run writes; they are all deleted afterwards",
@@ -59,16 +76,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> list[Table]:
     args = parse_args(argv)
     settings = Settings.for_run(
-        quick=args.quick, rounds=args.rounds, redis_url=args.redis_url, namespace=args.namespace
+        quick=args.quick,
+        rounds=args.rounds,
+        redis_url=args.redis_url,
+        database_url=args.database_url,
+        namespace=args.namespace,
     )
     suites = list(dict.fromkeys(args.suite or SUITES))
     output = args.output or (RESULTS / "quick.tmp" if args.quick else RESULTS)
     uses_redis = bool(NEEDS_REDIS.intersection(suites))
-    machine = machine_info(settings.redis_url if uses_redis else None)
+    uses_database = bool(NEEDS_DATABASE.intersection(suites))
+    machine = machine_info(
+        settings.redis_url if uses_redis else None,
+        settings.database_url if uses_database else None,
+    )
     print(
         f"# freshcache benchmarks{' (quick: the numbers mean little)' if settings.quick else ''}\n\n"
         f"{machine['cpu_count']} CPUs, Python {machine['python']}, Redis server "
-        f"{machine['redis_server'] or '-'}, {machine['timestamp']}; medians over rounds.\n",
+        f"{machine['redis_server'] or '-'}, PostgreSQL {machine['postgres_server'] or '-'}, "
+        f"{machine['timestamp']}, load average {_load(machine['load_average'])}; "
+        "medians over rounds.\n",
         flush=True,
     )
     tables: list[Table] = []
@@ -81,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> list[Table]:
         if uses_redis:
             sweep(settings)
     outcome = summary(tables)
+    print(f"Load average at the end: {_load(load_average())}.")
     print(f"Goals met: {len(outcome['met'])}; missed: {len(outcome['missed'])}.")
     for goal in outcome["missed"]:
         print(f"- missed: {goal}")
@@ -89,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> list[Table]:
     write_chart(output / "latest.png", tables, machine)
     print(f"\nWrote {output / 'latest.json'} and {output / 'latest.png'}.")
     return tables
+
+
+def _load(averages: list[float] | None) -> str:
+    return "-" if averages is None else " ".join(f"{value:.2f}" for value in averages)
 
 
 def sweep(settings: Settings) -> None:

@@ -25,6 +25,7 @@ class Settings:
     """Counts for one run; ``quick`` only proves the suites work, its numbers mean little."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     namespace: str = "bench"
     quick: bool = False
     rounds: int = 15  # interleaved rounds of every hit benchmark
@@ -34,6 +35,15 @@ class Settings:
     tag_sizes: tuple[int, ...] = (1, 1_000, 10_000, 100_000)
     cashews_dependents: int = 10_000
     fill_concurrency: int = 64
+    # Entity invalidations through the manager: entities per transaction, concurrent writers,
+    # and entities per contestant per round (at least 4 transactions per writer).
+    transaction_sizes: tuple[int, ...] = (1, 10, 100)
+    writers: tuple[int, ...] = (1, 16)
+    manager_entities: int = 3_200
+    transactions_per_writer: int = 4
+    updates: int = 100  # single-row updates on PostgreSQL per contestant per round
+    outbox_rows: int = 20_000  # rows the relay drains, per contestant per round
+    relay_rounds: int = 5
 
     @classmethod
     def for_run(cls, *, quick: bool, **overrides: object) -> Settings:
@@ -46,6 +56,11 @@ class Settings:
                 tag_rounds=2,
                 tag_sizes=(1, 10, 100),
                 cashews_dependents=100,
+                manager_entities=160,
+                transactions_per_writer=1,
+                updates=5,
+                outbox_rows=300,
+                relay_rounds=2,
             )
         else:
             base = cls()

@@ -31,6 +31,11 @@ class Samples:
         return statistics.median(self.per_op)
 
     @property
+    def per_second(self) -> float:
+        """Operations per second at the median: the throughput a table with a rate shows."""
+        return 1.0 / self.median
+
+    @property
     def quartiles(self) -> tuple[float, float]:
         if len(self.per_op) < 2:
             return self.per_op[0], self.per_op[0]
