@@ -178,13 +178,15 @@ class ManagerMetrics:
             setattr(self, name, 0)
         self.invalidate_latency.reset()
         self.invalidations_by_entity_type: dict[str, int] = {}
-        self.last_invalidation: dict[str, Any] | None = None
+        # The Invalidation itself: rendered (a date to format) only when a snapshot asks.
+        self.last_invalidation: Any = None
 
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in self.COUNTERS}
         out["invalidations_by_entity_type"] = dict(
             sorted(self.invalidations_by_entity_type.items())
         )
-        out["last_invalidation"] = self.last_invalidation
+        last = self.last_invalidation
+        out["last_invalidation"] = None if last is None else last.as_dict()
         out["invalidate_latency"] = self.invalidate_latency.snapshot()
         return out

@@ -151,7 +151,7 @@ class FreshcacheCollector(Collector):
         yield self._gauge(
             "freshcache_manager_last_invalidation_timestamp_seconds",
             "When the last invalidation happened (Unix time; 0 if none since the last reset).",
-            0.0 if last is None else last["timestamp"],
+            0.0 if last is None else last.at,
         )
         yield self._histogram(
             "freshcache_manager_invalidate_latency_seconds",

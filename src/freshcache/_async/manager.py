@@ -299,7 +299,7 @@ class AsyncInvalidationManager:
         metrics.tag_invalidations += len(invalidation.tags)
         metrics.key_invalidations += len(invalidation.keys)
         metrics.pattern_invalidations += len(invalidation.patterns)
-        metrics.last_invalidation = invalidation.as_dict()
+        metrics.last_invalidation = invalidation
 
     async def _failed(self, invalidation: Invalidation, exc: BackendError) -> Invalidation:
         self.metrics.failed_invalidations += 1

@@ -300,7 +300,7 @@ class InvalidationManager:
         metrics.tag_invalidations += len(invalidation.tags)
         metrics.key_invalidations += len(invalidation.keys)
         metrics.pattern_invalidations += len(invalidation.patterns)
-        metrics.last_invalidation = invalidation.as_dict()
+        metrics.last_invalidation = invalidation
 
     def _failed(self, invalidation: Invalidation, exc: BackendError) -> Invalidation:
         self.metrics.failed_invalidations += 1

@@ -15,18 +15,33 @@ from freshcache._rules import Rules
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 
+# Per mapped class, asked several times in every flush: computed once.
+_ENTITY_TYPES: dict[type[Any], str] = {}
+_COLUMN_KEYS: dict[type[Any], tuple[str, ...]] = {}
+
+
 def entity_type_of(model: type[Any]) -> str:
     """``__freshcache_entity__`` if the class sets it, else its name in snake_case (``ChallengeEvaluation`` -> ``challenge_evaluation``)."""
-    explicit = getattr(model, "__freshcache_entity__", None)
-    return explicit if isinstance(explicit, str) else _CAMEL.sub("_", model.__name__).lower()
+    try:
+        return _ENTITY_TYPES[model]
+    except KeyError:
+        explicit = getattr(model, "__freshcache_entity__", None)
+        name = explicit if isinstance(explicit, str) else _CAMEL.sub("_", model.__name__).lower()
+        _ENTITY_TYPES[model] = name
+        return name
 
 
 def mapper_of(model: type[Any]) -> Mapper[Any]:
     return inspect(model)  # type: ignore[no-any-return]
 
 
-def column_keys(model: type[Any]) -> list[str]:
-    return [attribute.key for attribute in mapper_of(model).column_attrs]
+def column_keys(model: type[Any]) -> tuple[str, ...]:
+    """The column attributes of a mapped class."""
+    try:
+        return _COLUMN_KEYS[model]
+    except KeyError:
+        keys = _COLUMN_KEYS[model] = tuple(a.key for a in mapper_of(model).column_attrs)
+        return keys
 
 
 def load_columns(instance: Any) -> None:
