@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import MetaData, create_engine, insert
 
 from freshcache import Cache, InvalidationManager, Rules
 from freshcache._metrics import CacheMetrics, ManagerMetrics
+from freshcache.integrations.sqlalchemy import OutboxRelay, outbox_table
+from freshcache.integrations.sqlalchemy._outbox import outbox_row
 from freshcache.prometheus import FreshcacheCollector
 
 from .conftest import REQUIRE_SERVICES
@@ -81,3 +86,42 @@ def test_promtool_accepts_the_exposition() -> None:
     )
 
     assert ("", 0) == (checked.stdout + checked.stderr, checked.returncode)
+
+
+def test_relay_metrics_are_exposed(tmp_path: Path) -> None:
+    """outbox_pending and the relay's lag appear once the relay has run, and promtool accepts them."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+    outbox = outbox_table(MetaData())
+    outbox.metadata.create_all(engine)
+    waiting = outbox_row(["user:1"], ["user"])
+    waiting["created_at"] -= 30
+    with engine.begin() as connection:
+        connection.execute(insert(outbox), [waiting, outbox_row(["user:2"], ["user"])])
+    manager = InvalidationManager(Cache.from_url("memory://"))
+    relay = OutboxRelay(engine, manager, outbox, grace=60.0, interval=0.05)
+    relay.start()
+    deadline = time.monotonic() + 5
+    while not relay.last_stats and time.monotonic() < deadline:
+        time.sleep(0.02)
+    relay.close()
+    registry = CollectorRegistry()
+    registry.register(FreshcacheCollector(manager=manager, relay=relay))
+    text = generate_latest(registry).decode()
+
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert 2.0 == samples["freshcache_outbox_pending"]
+    assert 29.0 < samples["freshcache_outbox_relay_lag_seconds"] < 60.0
+    assert 0.0 == samples["freshcache_outbox_relayed_rows_total"]
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        checked = subprocess.run(
+            [promtool, "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert ("", 0) == (checked.stdout + checked.stderr, checked.returncode)
+    manager.close()
+    engine.dispose()

@@ -67,12 +67,14 @@ class FreshcacheCollector(Collector):
         cache: Any = None,
         manager: Any = None,
         *,
+        relay: Any = None,
         labels: Mapping[str, str] | None = None,
     ) -> None:
         if cache is None and manager is not None:
             cache = manager.cache
         self.cache = cache
         self.manager = manager
+        self.relay = relay  # an outbox relay: its stats as of its last background pass
         self._label_names = list(labels or {})
         self._label_values = [str(v) for v in (labels or {}).values()]
 
@@ -84,6 +86,8 @@ class FreshcacheCollector(Collector):
             yield from self._cache_metrics(self.cache.metrics)
         if self.manager is not None:
             yield from self._manager_metrics(self.manager)
+        if self.relay is not None and self.relay.last_stats:
+            yield from self._relay_metrics(self.relay.last_stats)
 
     def _counter(self, name: str, documentation: str, value: float) -> Metric:
         family = CounterMetricFamily(name, documentation, labels=self._label_names)
@@ -126,6 +130,31 @@ class FreshcacheCollector(Collector):
             "freshcache_cache_invalidate_latency_seconds",
             "Latency of invalidations.",
             metrics.invalidate_latency,
+        )
+
+    def _relay_metrics(self, stats: Mapping[str, Any]) -> Iterator[Metric]:
+        yield self._gauge(
+            "freshcache_outbox_pending",
+            "Outbox rows not yet applied and deleted.",
+            stats["outbox_pending"],
+        )
+        yield self._gauge(
+            "freshcache_outbox_relay_lag_seconds",
+            "Age of the oldest outbox row.",
+            stats["relay_lag_seconds"],
+        )
+        yield self._counter(
+            "freshcache_outbox_relayed_rows",
+            "Rows left behind that the relay applied.",
+            stats["relayed_rows"],
+        )
+        yield self._counter(
+            "freshcache_outbox_deleted_rows",
+            "Applied rows deleted in batches.",
+            stats["deleted_rows"],
+        )
+        yield self._counter(
+            "freshcache_outbox_relay_failed_runs", "Relay passes that failed.", stats["failed_runs"]
         )
 
     def _manager_metrics(self, manager: Any) -> Iterator[Metric]:

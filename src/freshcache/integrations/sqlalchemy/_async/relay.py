@@ -58,6 +58,7 @@ class AsyncOutboxRelay:
         self.failed_runs = 0
         self.invalid_tags = 0
         self.unreadable_rows = 0
+        self.last_stats: dict[str, Any] = {}
         self._applied: deque[str] = deque()
         self._skip_locked = engine.dialect.name == "postgresql"
         self._closing = AsyncEvent()
@@ -85,6 +86,7 @@ class AsyncOutboxRelay:
         while not await self._closing.wait(self.interval):
             try:
                 await self.run_once()
+                self.last_stats = await self.stats()  # what metrics exporters read
             except Exception:
                 self.failed_runs += 1
                 log.exception("outbox relay run failed; retrying in %.1f s", self.interval)

@@ -59,6 +59,7 @@ class OutboxRelay:
         self.failed_runs = 0
         self.invalid_tags = 0
         self.unreadable_rows = 0
+        self.last_stats: dict[str, Any] = {}
         self._applied: deque[str] = deque()
         self._skip_locked = engine.dialect.name == "postgresql"
         self._closing = Event()
@@ -86,6 +87,7 @@ class OutboxRelay:
         while not self._closing.wait(self.interval):
             try:
                 self.run_once()
+                self.last_stats = self.stats()  # what metrics exporters read
             except Exception:
                 self.failed_runs += 1
                 log.exception("outbox relay run failed; retrying in %.1f s", self.interval)
