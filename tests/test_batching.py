@@ -118,3 +118,41 @@ def test_threads_share_operations() -> None:
 
     assert [None] * 64 == after
     assert SlowSyncBackend.calls < 64
+
+
+async def test_a_cancelled_waiter_does_not_stall_the_queue() -> None:
+    """A caller cancelled while queued (or just promoted) is taken out: the others and every later call complete."""
+    backend = SlowBackend()
+    batcher = AsyncTagBatcher(backend)
+    leader = asyncio.create_task(batcher.invalidate(["a"]))
+    await asyncio.sleep(0.001)  # the leader's operation is in flight
+    doomed = asyncio.create_task(batcher.invalidate(["b"]))
+    survivor = asyncio.create_task(batcher.invalidate(["c"]))
+    await asyncio.sleep(0)
+    doomed.cancel()
+
+    await asyncio.wait_for(asyncio.gather(leader, survivor), 5)
+    await asyncio.wait_for(batcher.invalidate(["d"]), 5)
+
+    assert {"a", "c", "d"} <= {tag for call in backend.calls for tag in call}
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+
+
+async def test_a_waiter_cancelled_right_after_promotion_hands_over() -> None:
+    """A promoted waiter cancelled before or during its flush never stalls the queue: the rest finish (applied, or told to retry) and later calls work."""
+    backend = SlowBackend()
+    batcher = AsyncTagBatcher(backend)
+    leader = asyncio.create_task(batcher.invalidate(["a"]))
+    await asyncio.sleep(0.001)
+    promoted = asyncio.create_task(batcher.invalidate(["b"]))
+    follower = asyncio.create_task(batcher.invalidate(["c"]))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(leader, 5)  # hands over to `promoted`, which has not run yet
+    promoted.cancel()
+
+    outcome = await asyncio.wait_for(asyncio.gather(follower, return_exceptions=True), 5)
+    await asyncio.wait_for(batcher.invalidate(["d"]), 5)
+
+    assert outcome[0] is None or isinstance(outcome[0], BackendError)  # applied, or told to retry
+    assert ["d"] == list(backend.calls[-1])

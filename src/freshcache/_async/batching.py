@@ -51,8 +51,7 @@ class AsyncTagBatcher:
                 else:
                     await waiter.wake.wait()
         except BaseException:
-            if waiter.leads and not waiter.finished:
-                self._hand_over()  # cancelled after promotion: never strand the others
+            self._abandon(waiter)  # cancelled or interrupted: never strand the others
             raise
         if waiter.error is not None:
             raise waiter.error
@@ -82,6 +81,21 @@ class AsyncTagBatcher:
                 waiter.error = error
                 waiter.finished = True
                 waiter.wake.set()
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """Take a caller that leaves unfinished out of the queue, passing on its lead.
+
+        Its tags stay queued: applying them anyway is harmless, and the next flush does.
+        """
+        with self._guard:
+            if waiter.finished:
+                return
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if not waiter.leads:
+                return
+            waiter.leads = False
+        self._hand_over()
 
     def _hand_over(self) -> None:
         with self._guard:
