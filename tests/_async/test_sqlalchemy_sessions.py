@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from freshcache import AsyncCache, AsyncInvalidationManager, ConfigurationError, InvalidEntityError
 from freshcache.integrations.sqlalchemy import (
@@ -17,11 +17,12 @@ from freshcache.integrations.sqlalchemy import (
     outbox_table,
     rules_from_models,
 )
+from freshcache.integrations.sqlalchemy._hooks import _INFO_KEY
 from freshcache.integrations.sqlalchemy._orm import AsyncSession, async_sessionmaker
 
 from ..databases import Database
 from ..integrations.models import MODELS, Base, Challenge, Evaluation, User
-from ..integrations.support import async_count_rows, async_create_tables
+from ..integrations.support import async_count_rows, async_create_tables, async_event_target
 
 OUTBOX = outbox_table(Base.metadata)
 
@@ -150,18 +151,54 @@ async def test_bulk_update_and_delete_statements_are_caught(stack: Stack) -> Non
     assert None is await stack.users.get(bob.id)
 
 
-async def test_bulk_statement_past_the_row_limit_invalidates_the_whole_type(stack: Stack) -> None:
-    """A bulk statement touching more rows than bulk_row_limit invalidates the type's wide tags."""
+async def test_bulk_statement_past_the_row_limit_invalidates_every_entry_of_the_type(
+    stack: Stack,
+) -> None:
+    """A bulk statement touching more rows than bulk_row_limit reaches every cached entry of the type: by id, per parent, and unfiltered."""
     stack.hooks.bulk_row_limit = 2
-    for n in range(3):
-        await stack.challenges.add(title=f"c{n}")
-    everything = await stack.challenges.list()
-    assert 3 == len(everything)
+    ada = await stack.users.add(email="ada@example.com", name="Ada")
+    first = await stack.challenges.add(user_id=ada.id, title="c0")
+    for n in range(1, 4):
+        await stack.challenges.add(user_id=ada.id, title=f"c{n}")
+    assert "c0" == (await stack.challenges.get(first.id)).title  # type: ignore[union-attr]
+    assert 4 == len(await stack.challenges.list(user_id=ada.id))
+    assert 4 == len(await stack.challenges.list())
 
     async with stack.sessions() as session, session.begin():
         await session.execute(update(Challenge).values(title="renamed"))
 
-    assert ["renamed"] * 3 == [c.title for c in await stack.challenges.list()]
+    assert "renamed" == (await stack.challenges.get(first.id)).title  # type: ignore[union-attr]
+    assert ["renamed"] * 4 == [c.title for c in await stack.challenges.list(user_id=ada.id)]
+    assert ["renamed"] * 4 == [c.title for c in await stack.challenges.list()]
+
+
+async def test_bulk_insert_reaches_not_found_and_lists(stack: Stack) -> None:
+    """An insert() statement drops the cached "not found" of the new row and the lists it joins."""
+    ada = await stack.users.add(email="ada@example.com", name="Ada")
+    assert None is await stack.challenges.get(900)
+    assert [] == await stack.challenges.list(user_id=ada.id)
+
+    async with stack.sessions() as session, session.begin():
+        await session.execute(insert(Challenge), [{"id": 900, "user_id": ada.id, "title": "bulk"}])
+
+    assert "bulk" == (await stack.challenges.get(900)).title  # type: ignore[union-attr]
+    assert [900] == [c.id for c in await stack.challenges.list(user_id=ada.id)]
+
+
+async def test_orm_bulk_update_by_primary_key_reads_only_its_rows(stack: Stack) -> None:
+    """update(Model) with a list of rows by primary key invalidates those rows, even on a table larger than the limit."""
+    stack.hooks.bulk_row_limit = 2
+    ids = [(await stack.challenges.add(title=f"c{n}")).id for n in range(4)]
+    assert "c0" == (await stack.challenges.get(ids[0])).title  # type: ignore[union-attr]
+    assert "c1" == (await stack.challenges.get(ids[1])).title  # type: ignore[union-attr]
+
+    async with stack.sessions() as session, session.begin():
+        await session.execute(update(Challenge), [{"id": ids[0], "title": "by key"}])
+
+    assert "by key" == (await stack.challenges.get(ids[0])).title  # type: ignore[union-attr]
+    assert (
+        "c1" == (await stack.cache.get(f"challenge:{ids[1]}"))["title"]
+    )  # untouched, still cached
 
 
 async def test_a_rolled_back_savepoint_drops_its_invalidations(stack: Stack) -> None:
@@ -309,3 +346,41 @@ async def test_rows_the_database_cascades_are_invalidated_too(stack: Stack, how:
     assert "cached" == await stack.cache.get(
         "bob"
     )  # the evaluation's relation reaches no user but Ada
+
+
+async def test_a_session_closed_without_rollback_releases_its_marks(stack: Stack) -> None:
+    """A session closed with a transaction open (no rollback first) leaves no recorded state behind for its next use."""
+    ada = await stack.users.add(email="ada@example.com", name="Ada")
+    await stack.users.get(ada.id)
+
+    session = stack.sessions()
+    await session.begin()
+    (await session.get(User, ada.id)).name = "never"  # type: ignore[union-attr]
+    await session.flush()
+    assert _INFO_KEY in session.info
+    await session.close()  # no rollback() first
+
+    assert _INFO_KEY not in session.info
+    assert "Ada" == (await stack.users.get(ada.id)).name  # type: ignore[union-attr]  # still cached
+
+
+async def test_a_failure_after_marking_is_treated_as_committed(stack: Stack) -> None:
+    """If the transaction fails once its tags are marked (the COMMIT's fate unknown), they are invalidated, never restored."""
+    ada = await stack.users.add(email="ada@example.com", name="Ada")
+    await stack.users.get(ada.id)
+
+    def lost_connection(session: Any) -> None:
+        raise ConnectionError("server closed the connection during COMMIT")
+
+    from sqlalchemy import event
+
+    async with stack.sessions() as session:
+        event.listen(
+            async_event_target(session), "before_commit", lost_connection
+        )  # after the hooks'
+        await session.begin()
+        (await session.get(User, ada.id)).name = "Ada L."
+        with pytest.raises(ConnectionError, match="during COMMIT"):
+            await session.commit()
+
+    assert None is await stack.cache.get(f"user:{ada.id}", tags=[f"user:{ada.id}"])  # invalidated

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from freshcache import Cache, InvalidationManager, ConfigurationError, InvalidEntityError
 from freshcache.integrations.sqlalchemy import (
@@ -18,11 +18,12 @@ from freshcache.integrations.sqlalchemy import (
     outbox_table,
     rules_from_models,
 )
+from freshcache.integrations.sqlalchemy._hooks import _INFO_KEY
 from freshcache.integrations.sqlalchemy._orm import Session, sessionmaker
 
 from ..databases import Database
 from ..integrations.models import MODELS, Base, Challenge, Evaluation, User
-from ..integrations.support import count_rows, create_tables
+from ..integrations.support import count_rows, create_tables, event_target
 
 OUTBOX = outbox_table(Base.metadata)
 
@@ -151,18 +152,54 @@ def test_bulk_update_and_delete_statements_are_caught(stack: Stack) -> None:
     assert None is stack.users.get(bob.id)
 
 
-def test_bulk_statement_past_the_row_limit_invalidates_the_whole_type(stack: Stack) -> None:
-    """A bulk statement touching more rows than bulk_row_limit invalidates the type's wide tags."""
+def test_bulk_statement_past_the_row_limit_invalidates_every_entry_of_the_type(
+    stack: Stack,
+) -> None:
+    """A bulk statement touching more rows than bulk_row_limit reaches every cached entry of the type: by id, per parent, and unfiltered."""
     stack.hooks.bulk_row_limit = 2
-    for n in range(3):
-        stack.challenges.add(title=f"c{n}")
-    everything = stack.challenges.list()
-    assert 3 == len(everything)
+    ada = stack.users.add(email="ada@example.com", name="Ada")
+    first = stack.challenges.add(user_id=ada.id, title="c0")
+    for n in range(1, 4):
+        stack.challenges.add(user_id=ada.id, title=f"c{n}")
+    assert "c0" == (stack.challenges.get(first.id)).title  # type: ignore[union-attr]
+    assert 4 == len(stack.challenges.list(user_id=ada.id))
+    assert 4 == len(stack.challenges.list())
 
     with stack.sessions() as session, session.begin():
         session.execute(update(Challenge).values(title="renamed"))
 
-    assert ["renamed"] * 3 == [c.title for c in stack.challenges.list()]
+    assert "renamed" == (stack.challenges.get(first.id)).title  # type: ignore[union-attr]
+    assert ["renamed"] * 4 == [c.title for c in stack.challenges.list(user_id=ada.id)]
+    assert ["renamed"] * 4 == [c.title for c in stack.challenges.list()]
+
+
+def test_bulk_insert_reaches_not_found_and_lists(stack: Stack) -> None:
+    """An insert() statement drops the cached "not found" of the new row and the lists it joins."""
+    ada = stack.users.add(email="ada@example.com", name="Ada")
+    assert None is stack.challenges.get(900)
+    assert [] == stack.challenges.list(user_id=ada.id)
+
+    with stack.sessions() as session, session.begin():
+        session.execute(insert(Challenge), [{"id": 900, "user_id": ada.id, "title": "bulk"}])
+
+    assert "bulk" == (stack.challenges.get(900)).title  # type: ignore[union-attr]
+    assert [900] == [c.id for c in stack.challenges.list(user_id=ada.id)]
+
+
+def test_orm_bulk_update_by_primary_key_reads_only_its_rows(stack: Stack) -> None:
+    """update(Model) with a list of rows by primary key invalidates those rows, even on a table larger than the limit."""
+    stack.hooks.bulk_row_limit = 2
+    ids = [(stack.challenges.add(title=f"c{n}")).id for n in range(4)]
+    assert "c0" == (stack.challenges.get(ids[0])).title  # type: ignore[union-attr]
+    assert "c1" == (stack.challenges.get(ids[1])).title  # type: ignore[union-attr]
+
+    with stack.sessions() as session, session.begin():
+        session.execute(update(Challenge), [{"id": ids[0], "title": "by key"}])
+
+    assert "by key" == (stack.challenges.get(ids[0])).title  # type: ignore[union-attr]
+    assert (
+        "c1" == (stack.cache.get(f"challenge:{ids[1]}"))["title"]
+    )  # untouched, still cached
 
 
 def test_a_rolled_back_savepoint_drops_its_invalidations(stack: Stack) -> None:
@@ -310,3 +347,41 @@ def test_rows_the_database_cascades_are_invalidated_too(stack: Stack, how: str) 
     assert "cached" == stack.cache.get(
         "bob"
     )  # the evaluation's relation reaches no user but Ada
+
+
+def test_a_session_closed_without_rollback_releases_its_marks(stack: Stack) -> None:
+    """A session closed with a transaction open (no rollback first) leaves no recorded state behind for its next use."""
+    ada = stack.users.add(email="ada@example.com", name="Ada")
+    stack.users.get(ada.id)
+
+    session = stack.sessions()
+    session.begin()
+    (session.get(User, ada.id)).name = "never"  # type: ignore[union-attr]
+    session.flush()
+    assert _INFO_KEY in session.info
+    session.close()  # no rollback() first
+
+    assert _INFO_KEY not in session.info
+    assert "Ada" == (stack.users.get(ada.id)).name  # type: ignore[union-attr]  # still cached
+
+
+def test_a_failure_after_marking_is_treated_as_committed(stack: Stack) -> None:
+    """If the transaction fails once its tags are marked (the COMMIT's fate unknown), they are invalidated, never restored."""
+    ada = stack.users.add(email="ada@example.com", name="Ada")
+    stack.users.get(ada.id)
+
+    def lost_connection(session: Any) -> None:
+        raise ConnectionError("server closed the connection during COMMIT")
+
+    from sqlalchemy import event
+
+    with stack.sessions() as session:
+        event.listen(
+            event_target(session), "before_commit", lost_connection
+        )  # after the hooks'
+        session.begin()
+        (session.get(User, ada.id)).name = "Ada L."
+        with pytest.raises(ConnectionError, match="during COMMIT"):
+            session.commit()
+
+    assert None is stack.cache.get(f"user:{ada.id}", tags=[f"user:{ada.id}"])  # invalidated

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,3 +31,12 @@ def count_rows(engine: Engine, table: Table) -> int:
 
     with engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def async_event_target(session: Any) -> Any:
+    """Where to listen for a session's events: an AsyncSession's sync session."""
+    return session.sync_session
+
+
+def event_target(session: Any) -> Any:
+    return session

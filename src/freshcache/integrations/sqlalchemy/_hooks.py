@@ -30,6 +30,7 @@ from freshcache._exceptions import ConfigurationError
 from freshcache._invalidations import EntityChange, PendingWrite
 from freshcache._sync.manager import InvalidationManager
 from freshcache.integrations.sqlalchemy._models import (
+    bulk_tag,
     change_of,
     column_keys,
     entity_type_of,
@@ -61,6 +62,7 @@ class _Transaction:
     changes: list[EntityChange] = field(default_factory=list)
     pending: PendingWrite | None = None
     outbox_id: str | None = None
+    committing: bool = False  # before_commit finished: from here the outcome may be unknown
 
 
 class SessionInvalidation:
@@ -122,6 +124,7 @@ class SessionInvalidation:
         event.listen(target, "before_commit", self._before_commit)
         event.listen(target, "after_commit", self._after_commit)
         event.listen(target, "after_soft_rollback", self._after_soft_rollback)
+        event.listen(target, "after_transaction_end", self._after_transaction_end)
         if self.database_triggers:
             event.listen(target, "after_begin", self._after_begin)
 
@@ -243,35 +246,46 @@ class SessionInvalidation:
             self._state(session).intents.extend(intents)
 
     def _do_orm_execute(self, state: ORMExecuteState) -> Any:
-        if not (state.is_update or state.is_delete) or state.bind_mapper is None:
+        if state.bind_mapper is None or not (state.is_insert or state.is_update or state.is_delete):
             return None
         model = state.bind_mapper.class_
         entity_type = self._entity_type(model)
         if entity_type is None:
             return None
         session = state.session
-        keys = column_keys(model)
-        where = state.statement.whereclause  # type: ignore[attr-defined]
-        query = select(*[getattr(model, key) for key in keys]).limit(self.bulk_row_limit + 1)
-        before = [
-            row._asdict() for row in session.execute(query if where is None else query.where(where))
-        ]
-        if state.is_delete:
-            self._record_database_cascades(session, model, before[: self.bulk_row_limit])
-        result = state.invoke_statement()
         savepoint = session.get_nested_transaction()
         transaction = self._state(session)
-        if len(before) > self.bulk_row_limit:
+        if state.is_insert:
+            # New rows (or upserts): every entry of the type may have changed, the cached
+            # "not found" of the new ids included. The bulk tag reaches them all.
             transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(entity_type)))
-            return result
+            return None
+        keys = column_keys(model)
+        primary = [
+            mapper_of(model).get_property_by_column(c).key for c in mapper_of(model).primary_key
+        ]
+        where = state.statement.whereclause  # type: ignore[attr-defined]
+        query = select(*[getattr(model, key) for key in keys]).limit(self.bulk_row_limit + 1)
+        if where is not None:
+            query = query.where(where)
+        else:
+            identities = _identities_in(state.parameters, primary)
+            if identities is None:  # the whole table
+                self._record_wide(transaction, savepoint, model, entity_type)
+                return None
+            query = query.where(tuple_(*[getattr(model, key) for key in primary]).in_(identities))
+        before = [row._asdict() for row in session.execute(query)]
+        if len(before) > self.bulk_row_limit:
+            self._record_wide(transaction, savepoint, model, entity_type)
+            return None
+        if state.is_delete:
+            self._record_database_cascades(session, model, before)
+        result = state.invoke_statement()
         if state.is_delete:
             transaction.intents.extend(
                 _Intent(savepoint, EntityChange(entity_type, old=row)) for row in before
             )
             return result
-        primary = [
-            mapper_of(model).get_property_by_column(c).key for c in mapper_of(model).primary_key
-        ]
         identities = [tuple(row[key] for key in primary) for row in before]
         after = {}
         if identities:
@@ -287,11 +301,45 @@ class SessionInvalidation:
             )
         return result
 
+    def _record_wide(
+        self,
+        transaction: _Transaction,
+        savepoint: SessionTransaction | None,
+        model: type[Any],
+        entity_type: str,
+    ) -> None:
+        """Too many rows to read one by one: every entry of the type, and of what cascades from it."""
+        for each in (entity_type, *self._cascading_types(model)):
+            transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(each)))
+
+    def _cascading_types(
+        self, model: type[Any], seen: frozenset[type[Any]] = frozenset()
+    ) -> list[str]:
+        """The entity types a delete of ``model`` rows can change through database cascades."""
+        mapper = mapper_of(model)
+        found: list[str] = []
+        for child_mapper in mapper.registry.mappers:
+            child = child_mapper.class_
+            if child in seen:
+                continue
+            for column in child_mapper.local_table.columns:
+                for foreign_key in column.foreign_keys:
+                    action = (foreign_key.ondelete or "").upper()
+                    if foreign_key.column.table is mapper.local_table and action in (
+                        "CASCADE",
+                        "SET NULL",
+                    ):
+                        child_type = self._entity_type(child)
+                        if child_type is not None:
+                            found.append(child_type)
+                        found.extend(self._cascading_types(child, seen | {model, child}))
+        return list(dict.fromkeys(found))
+
     def _wide_tags(self, entity_type: str) -> tuple[str, ...]:
-        """The tags for "any row of this type": its rules' templates without placeholders, and its name."""
+        """The tags for "any row of this type": its rules' templates without placeholders, its name, its bulk tag."""
         rules = self.manager.rules.rules_for(entity_type)
         wide = [template.text for rule in rules for template in rule.tags if not template.fields]
-        return (*dict.fromkeys(wide), entity_type)
+        return (*dict.fromkeys(wide), entity_type, bulk_tag(entity_type))
 
     def _after_soft_rollback(
         self, session: Session, previous_transaction: SessionTransaction
@@ -306,12 +354,35 @@ class SessionInvalidation:
             return
         if previous_transaction.parent is not None:
             return  # an inner subtransaction: the root's own rollback follows
-        session.info.pop(_INFO_KEY, None)
-        if state.pending is not None:
-            try:
+        self._end_without_commit(session)
+
+    def _after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
+        # A session closed without a rollback ends its transaction here and nowhere else.
+        if transaction.parent is None and _INFO_KEY in session.info:
+            self._end_without_commit(session)
+
+    def _end_without_commit(self, session: Session) -> None:
+        """The root transaction ended without after_commit: release its marks, or invalidate.
+
+        Once before_commit has finished, a failure may have come from the COMMIT itself
+        (a connection lost after the server committed): the outcome is unknown, so the
+        tags are invalidated as if it had committed. Colder, never stale.
+        """
+        state = session.info.pop(_INFO_KEY, None)
+        if state is None or (state.pending is None and not state.committing):
+            return
+        try:
+            if state.committing:
+                self._call(
+                    self.manager.apply_transaction,
+                    state.tags,
+                    pending=state.pending,
+                    source="transaction, outcome unknown",
+                )
+            else:
                 self._call(self.manager.abort, state.pending)
-            except Exception:
-                log.exception("could not release pending marks after a rollback; they expire")
+        except Exception:
+            log.exception("could not release pending marks after a failed transaction; they expire")
 
     # Committing
 
@@ -359,6 +430,7 @@ class SessionInvalidation:
         finally:
             if marking is not None:
                 state.pending = await_only(marking)
+        state.committing = True
 
     def _after_commit(self, session: Session) -> None:
         if session.get_nested_transaction() is not None:
@@ -382,6 +454,17 @@ class SessionInvalidation:
             return
         if invalidation.applied and state.outbox_id is not None and self.relay is not None:
             self.relay.applied(state.outbox_id)
+
+
+def _identities_in(parameters: Any, primary: list[str]) -> list[tuple[Any, ...]] | None:
+    """The primary keys an ORM bulk statement by primary key names in its parameters, or None."""
+    rows = [parameters] if isinstance(parameters, dict) else parameters
+    if not rows or not isinstance(rows, list):
+        return None
+    try:
+        return [tuple(row[key] for key in primary) for row in rows]
+    except (KeyError, TypeError):
+        return None
 
 
 def _within(savepoint: SessionTransaction | None, ancestor: SessionTransaction) -> bool:

@@ -157,6 +157,12 @@ def rules_from_models(models: Iterable[type[Any]], rules: Rules | None = None) -
     return rules
 
 
+def bulk_tag(entity_type: str) -> str:
+    """``"challenge#bulk"``: carried by every repository entry of the type, and bumped by bulk
+    statements too large (or too opaque) to read row by row. Never equal to an entity tag."""
+    return f"{entity_type}#bulk"
+
+
 def entity_tag_template(model: type[Any]) -> str:
     """``"challenge:{id}"``: the type and its primary key's fields."""
     mapper = mapper_of(model)

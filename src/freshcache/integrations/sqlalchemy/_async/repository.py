@@ -20,6 +20,7 @@ from freshcache._async.cache import AsyncCache
 from freshcache._exceptions import ConfigurationError, InvalidEntityError
 from freshcache._keys import Template
 from freshcache.integrations.sqlalchemy._models import (
+    bulk_tag,
     column_keys,
     entity_tag_template,
     entity_type_of,
@@ -63,6 +64,7 @@ class AsyncBaseRepository(Generic[M]):
             mapper.get_property_by_column(column).key for column in mapper.primary_key
         ]
         self._entity_tag = Template(entity_tag_template(self.model), kind="tag")
+        self._bulk_tag = bulk_tag(self.entity_type)
         # A list filtered by one foreign key is cached under the parent's list tag.
         self._list_tags = {
             child_key: Template(list_tag_template(self.model, child_key, parent), kind="tag")
@@ -94,7 +96,11 @@ class AsyncBaseRepository(Generic[M]):
         identity = self._identity(id)
         tag = self._entity_tag.format(identity)
         values = await self.cache.get_or_load(
-            tag, lambda: self._load(identity), tags=[tag], ttl=self.ttl, cache_none=True
+            tag,
+            lambda: self._load(identity),
+            tags=[tag, self._bulk_tag],
+            ttl=self.ttl,
+            cache_none=True,
         )
         return None if values is None else self._instance(values)
 
@@ -121,11 +127,11 @@ class AsyncBaseRepository(Generic[M]):
             raise InvalidEntityError(
                 f"limit must be 1 to {self.list_limit} and offset 0 or more, not {limit} and {offset}"
             )
-        tags = [self.entity_type]
+        tags = [self.entity_type, self._bulk_tag]
         if len(filters) == 1 and next(iter(filters)) in self._list_tags:
             ((key, value),) = filters.items()
             if value is not None:
-                tags = [self._list_tags[key].format({key: value})]
+                tags = [self._list_tags[key].format({key: value}), self._bulk_tag]
         digest = hashlib.sha256(
             json.dumps([filters, limit, offset], sort_keys=True, default=str).encode()
         ).hexdigest()[:32]
