@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,29 @@ def test_sync_manager_drains_on_its_own_thread(private_redis: RedisServer) -> No
     finally:
         manager.close()
         cache.close()
+
+
+async def test_an_invalidation_queued_again_during_a_drain_is_not_lost() -> None:
+    """A tag that fails again while the queue drains it stays queued: the drain removes only what it applied."""
+    from freshcache import AsyncMemoryBackend, AsyncRetryQueue, Invalidation
+
+    class Backend(AsyncMemoryBackend):
+        during_drain: Any = None
+
+        async def invalidate_tags(self, tags: Any) -> None:
+            await super().invalidate_tags(tags)
+            if self.during_drain is not None:
+                callback, self.during_drain = self.during_drain, None
+                await callback()  # a writer's invalidation of the same tag fails meanwhile
+
+    backend = Backend()
+    queue = AsyncRetryQueue(AsyncCache(backend), first_delay=3600)
+    await queue.put(Invalidation(tags=("user:1",)))
+    backend.during_drain = lambda: queue.put(Invalidation(tags=("user:1",)))
+
+    assert not await queue.drain()  # applied the first, but the second arrived meanwhile
+
+    assert 1 == len(queue)
+    assert await queue.drain()
+    assert 0 == len(queue)
+    await queue.aclose()

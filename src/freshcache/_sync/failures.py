@@ -48,26 +48,31 @@ class RetryQueue:
         self.max_delay = max_delay
         self.overflows = 0
         self.on_applied: Callable[[Invalidation], None] | None = None
-        self._tags: dict[str, None] = {}
-        self._keys: dict[str, None] = {}
-        self._patterns: dict[str, None] = {}
-        self._overflowed = False
+        # Each item with the number it was (last) queued under: a drain removes an item only
+        # if nobody queued it again while the drain ran.
+        self._tags: dict[str, int] = {}
+        self._keys: dict[str, int] = {}
+        self._patterns: dict[str, int] = {}
+        self._sequence = 0
+        self._overflow = 0  # 0: none; else the number of the overflow a drain must clear
         self._active = False
         self._guard = CriticalSection()
         self._closing = Event()
         self._worker = BackgroundTask(self._run, "freshcache-retry-queue")
 
     def __len__(self) -> int:
-        return len(self._tags) + len(self._keys) + len(self._patterns) + self._overflowed
+        return len(self._tags) + len(self._keys) + len(self._patterns) + bool(self._overflow)
 
     def put(self, invalidation: Invalidation) -> None:
         with self._guard:
-            self._tags.update(dict.fromkeys(invalidation.tags))
-            self._keys.update(dict.fromkeys(invalidation.keys))
-            self._patterns.update(dict.fromkeys(invalidation.patterns))
+            self._sequence += 1
+            number = self._sequence
+            self._tags.update(dict.fromkeys(invalidation.tags, number))
+            self._keys.update(dict.fromkeys(invalidation.keys, number))
+            self._patterns.update(dict.fromkeys(invalidation.patterns, number))
             if len(self) > self.max_items:
                 self.overflows += 1
-                self._overflowed = True
+                self._overflow = number
                 self._tags.clear()
                 self._keys.clear()
                 self._patterns.clear()
@@ -89,8 +94,9 @@ class RetryQueue:
     def drain(self) -> bool:
         """Try once to apply everything queued; True when the queue is empty afterwards."""
         with self._guard:
-            tags, keys, patterns = list(self._tags), list(self._keys), list(self._patterns)
-            overflowed = self._overflowed
+            queued_tags, queued_keys = dict(self._tags), dict(self._keys)
+            queued_patterns, overflowed = dict(self._patterns), self._overflow
+        tags, keys, patterns = list(queued_tags), list(queued_keys), list(queued_patterns)
         if not (tags or keys or patterns or overflowed):
             self.cache.resume_reads()
             return True
@@ -107,14 +113,16 @@ class RetryQueue:
             log.debug("retry of queued invalidations failed: %s", exc)
             return False
         with self._guard:
-            for tag in tags:
-                self._tags.pop(tag, None)
-            for key in keys:
-                self._keys.pop(key, None)
-            for pattern in patterns:
-                self._patterns.pop(pattern, None)
-            if overflowed:
-                self._overflowed = False
+            for queue, applied in (
+                (self._tags, queued_tags),
+                (self._keys, queued_keys),
+                (self._patterns, queued_patterns),
+            ):
+                for item, number in applied.items():
+                    if queue.get(item) == number:  # not queued again meanwhile
+                        del queue[item]
+            if overflowed and self._overflow == overflowed:
+                self._overflow = 0
             empty = not len(self)
             if empty:
                 self.cache.resume_reads()
