@@ -114,8 +114,10 @@ return out
 
 # KEYS[1]: entry; KEYS[2]: lease; KEYS[3..]: tag versions.
 # ARGV: token ('' for none), ttl ms, entry bytes, then the expected version per tag.
-# Stores the entry only if every version is unchanged; returns 1 if stored, else 0.
+# Stores the entry only if every version is unchanged and, with a token, only while that
+# token still holds the lease (a delete of the key takes it); returns 1 if stored, else 0.
 FILL = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local ttl = tonumber(ARGV[2])
 local fresh = 1
 for i = 3, #KEYS do

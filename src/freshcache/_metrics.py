@@ -85,6 +85,7 @@ class CacheMetrics:
         "pattern_invalidations",
         "backend_errors",
         "backend_skips",
+        "decode_errors",
     )
     HISTOGRAMS: tuple[str, ...] = ("get_latency", "load_latency", "invalidate_latency")
 
@@ -105,6 +106,7 @@ class CacheMetrics:
     pattern_invalidations: int
     backend_errors: int
     backend_skips: int
+    decode_errors: int
     get_latency: Histogram
     load_latency: Histogram
     invalidate_latency: Histogram

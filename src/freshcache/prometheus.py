@@ -44,6 +44,7 @@ _CACHE_HELP = {
     "key_invalidations": "Keys asked to be deleted.",
     "pattern_invalidations": "Pattern invalidations.",
     "backend_errors": "Backend operations that failed.",
+    "decode_errors": "Stored entries that could not be decoded (read as misses).",
     "backend_skips": "Backend operations not sent: circuit breaker open, or reads suspended while invalidations are queued.",
 }
 _MANAGER_HELP = {

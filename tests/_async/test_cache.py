@@ -108,6 +108,20 @@ async def test_fill_from_before_an_invalidation_is_rejected(cache: AsyncCache) -
     assert "fresh" == await cache.get_or_load("k", Counter("fresh"), tags=["t"])
 
 
+async def test_a_key_deleted_during_its_load_never_stores_the_old_value(cache: AsyncCache) -> None:
+    """A load that read old data before its key was deleted returns it to its caller, but never stores it."""
+
+    async def loader() -> str:
+        await cache.delete("k")  # a writer deletes the key while we read
+        return "old"
+
+    assert "old" == await cache.get_or_load("k", loader)
+
+    assert None is await cache.get("k")
+    assert 1 == cache.metrics.stale_fills_rejected
+    assert "new" == await cache.get_or_load("k", Counter("new"))
+
+
 async def test_set_many_and_get_many(cache: AsyncCache) -> None:
     """set_many stores every item under the tags; get_many returns only the hits."""
     assert 2 == await cache.set_many({"a": 1, "b": 2}, tags=["letters"])
@@ -385,3 +399,23 @@ async def test_raise_errors_surfaces_backend_failures() -> None:
             await cache.get_or_load("k", Counter(1))
     finally:
         await cache.aclose()
+
+
+async def test_an_entry_that_cannot_be_decoded_reads_as_a_miss(
+    redis_url: str, namespace: str
+) -> None:
+    """After a pickle key rotation, old entries are misses (counted), the loader runs, and the fill overwrites them."""
+    url = f"{redis_url}?namespace={namespace}"
+    old = AsyncCache.from_url(url, serializer="pickle", pickle_key=b"old-key-0123456789")
+    new = AsyncCache.from_url(url, serializer="pickle", pickle_key=b"new-key-0123456789")
+    try:
+        await old.set("k", {"signed": "old"}, tags=["t"])
+
+        assert {"loaded": 1} == await new.get_or_load("k", Counter({"loaded": 1}), tags=["t"])
+        assert new.metrics.decode_errors >= 1
+        assert (0, 1) == (new.metrics.backend_errors, new.metrics.sets)  # filled over it
+        assert not new.breaker.open_until  # the server is fine
+        assert {"loaded": 1} == await new.get("k", tags=["t"])
+    finally:
+        await old.aclose()
+        await new.aclose()

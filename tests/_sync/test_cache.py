@@ -109,6 +109,20 @@ def test_fill_from_before_an_invalidation_is_rejected(cache: Cache) -> None:
     assert "fresh" == cache.get_or_load("k", Counter("fresh"), tags=["t"])
 
 
+def test_a_key_deleted_during_its_load_never_stores_the_old_value(cache: Cache) -> None:
+    """A load that read old data before its key was deleted returns it to its caller, but never stores it."""
+
+    def loader() -> str:
+        cache.delete("k")  # a writer deletes the key while we read
+        return "old"
+
+    assert "old" == cache.get_or_load("k", loader)
+
+    assert None is cache.get("k")
+    assert 1 == cache.metrics.stale_fills_rejected
+    assert "new" == cache.get_or_load("k", Counter("new"))
+
+
 def test_set_many_and_get_many(cache: Cache) -> None:
     """set_many stores every item under the tags; get_many returns only the hits."""
     assert 2 == cache.set_many({"a": 1, "b": 2}, tags=["letters"])
@@ -386,3 +400,23 @@ def test_raise_errors_surfaces_backend_failures() -> None:
             cache.get_or_load("k", Counter(1))
     finally:
         cache.close()
+
+
+def test_an_entry_that_cannot_be_decoded_reads_as_a_miss(
+    redis_url: str, namespace: str
+) -> None:
+    """After a pickle key rotation, old entries are misses (counted), the loader runs, and the fill overwrites them."""
+    url = f"{redis_url}?namespace={namespace}"
+    old = Cache.from_url(url, serializer="pickle", pickle_key=b"old-key-0123456789")
+    new = Cache.from_url(url, serializer="pickle", pickle_key=b"new-key-0123456789")
+    try:
+        old.set("k", {"signed": "old"}, tags=["t"])
+
+        assert {"loaded": 1} == new.get_or_load("k", Counter({"loaded": 1}), tags=["t"])
+        assert new.metrics.decode_errors >= 1
+        assert (0, 1) == (new.metrics.backend_errors, new.metrics.sets)  # filled over it
+        assert not new.breaker.open_until  # the server is fine
+        assert {"loaded": 1} == new.get("k", tags=["t"])
+    finally:
+        old.close()
+        new.close()

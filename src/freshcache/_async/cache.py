@@ -17,7 +17,12 @@ from freshcache._async.batching import AsyncTagBatcher
 from freshcache._breaker import CircuitBreaker
 from freshcache._calls import async_invoke
 from freshcache._entries import MISSING, FillStatus, new_token
-from freshcache._exceptions import BackendError, ConfigurationError, InvalidKeyError
+from freshcache._exceptions import (
+    BackendError,
+    ConfigurationError,
+    InvalidKeyError,
+    SerializationError,
+)
 from freshcache._keys import Template, validate_key, validate_pattern, validate_tags
 from freshcache._metrics import CacheMetrics
 from freshcache._synchronization import AsyncEvent, async_sleep
@@ -155,8 +160,8 @@ class AsyncCache:
             try:
                 value = await self.backend.get(key, tags)
                 self._backend_ok()
-            except BackendError as exc:
-                self._backend_failed("get", exc)
+            except (BackendError, SerializationError) as exc:
+                self._read_failed("get", exc)
                 value = MISSING
         if timed:
             metrics.get_latency.observe(time.perf_counter() - started)
@@ -174,8 +179,8 @@ class AsyncCache:
             value = await self.backend.get(key, tags)
             self._backend_ok()
             return value
-        except BackendError as exc:
-            self._backend_failed("get", exc)
+        except (BackendError, SerializationError) as exc:
+            self._read_failed("get", exc)
             return MISSING
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
@@ -186,8 +191,8 @@ class AsyncCache:
         try:
             found = {} if self._skip_read() else await self.backend.get_many(keys)
             self._backend_ok()
-        except BackendError as exc:
-            self._backend_failed("get_many", exc)
+        except (BackendError, SerializationError) as exc:
+            self._read_failed("get_many", exc)
             found = {}
         self.metrics.hits += len(found)
         self.metrics.misses += len(keys) - len(found)
@@ -273,8 +278,8 @@ class AsyncCache:
             self._get_count += 1
             try:
                 value = await self.backend.get(key, tag_list)
-            except BackendError as exc:
-                self._backend_failed("get", exc)
+            except (BackendError, SerializationError) as exc:
+                self._read_failed("get", exc)
                 value = MISSING
             if value is not MISSING:
                 self.metrics.hits += 1
@@ -334,6 +339,7 @@ class AsyncCache:
         deadline = time.monotonic() + self.lease_wait
         poll = _FIRST_POLL
         waited = False
+        dropped_undecodable = False
         while True:
             flight.snapshot_at = time.monotonic()  # what is loaded next is read after this
             if self._skip_read():
@@ -343,8 +349,16 @@ class AsyncCache:
                     key, tags, token=token, lease_ttl=self.lease_ttl
                 )
                 self._backend_ok()
-            except BackendError as exc:
-                self._backend_failed("begin_fill", exc)
+            except (BackendError, SerializationError) as exc:
+                self._read_failed("begin_fill", exc)
+                if isinstance(exc, SerializationError) and not dropped_undecodable:
+                    # The entry there cannot be decoded: drop it and fill over it, once.
+                    dropped_undecodable = True
+                    try:
+                        await self.backend.delete([key])
+                        continue
+                    except BackendError as failure:
+                        self._backend_failed("delete", failure)
                 return await self._load(loader)
             if ticket.status is FillStatus.HIT:
                 return ticket.value  # filled since our read: no second load
@@ -369,8 +383,8 @@ class AsyncCache:
                 return await self._load(loader)
             try:
                 value = await self.backend.get(key, tags)
-            except BackendError as exc:
-                self._backend_failed("get", exc)
+            except (BackendError, SerializationError) as exc:
+                self._read_failed("get", exc)
                 return await self._load(loader)
             if value is not MISSING:
                 return value
@@ -586,6 +600,25 @@ class AsyncCache:
                 f"{self.backend.name} failed moments ago; not asked again for "
                 f"{self.breaker.cooldown:.1f} s (circuit breaker)"
             )
+
+    def _read_failed(self, operation: str, exc: BackendError | SerializationError) -> None:
+        """A read that failed: the backend (breaker, counted) or an entry that cannot be decoded.
+
+        An undecodable entry (a rotated pickle key, a changed serializer, a tampered value)
+        reads as a miss, and the next fill overwrites it; the server itself is fine.
+        """
+        if isinstance(exc, BackendError):
+            self._backend_failed(operation, exc)
+            return
+        self.metrics.decode_errors += 1
+        if self.raise_errors:
+            raise exc
+        log.warning(
+            "%s on %s found an entry it cannot decode, read as a miss: %s",
+            operation,
+            self.backend.name,
+            exc,
+        )
 
     def _backend_failed(self, operation: str, exc: BackendError, *, swallow: bool = True) -> None:
         if not isinstance(exc, _BreakerOpen):

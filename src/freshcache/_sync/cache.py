@@ -18,7 +18,12 @@ from freshcache._sync.batching import TagBatcher
 from freshcache._breaker import CircuitBreaker
 from freshcache._calls import invoke
 from freshcache._entries import MISSING, FillStatus, new_token
-from freshcache._exceptions import BackendError, ConfigurationError, InvalidKeyError
+from freshcache._exceptions import (
+    BackendError,
+    ConfigurationError,
+    InvalidKeyError,
+    SerializationError,
+)
 from freshcache._keys import Template, validate_key, validate_pattern, validate_tags
 from freshcache._metrics import CacheMetrics
 from freshcache._synchronization import Event, sleep
@@ -156,8 +161,8 @@ class Cache:
             try:
                 value = self.backend.get(key, tags)
                 self._backend_ok()
-            except BackendError as exc:
-                self._backend_failed("get", exc)
+            except (BackendError, SerializationError) as exc:
+                self._read_failed("get", exc)
                 value = MISSING
         if timed:
             metrics.get_latency.observe(time.perf_counter() - started)
@@ -175,8 +180,8 @@ class Cache:
             value = self.backend.get(key, tags)
             self._backend_ok()
             return value
-        except BackendError as exc:
-            self._backend_failed("get", exc)
+        except (BackendError, SerializationError) as exc:
+            self._read_failed("get", exc)
             return MISSING
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
@@ -187,8 +192,8 @@ class Cache:
         try:
             found = {} if self._skip_read() else self.backend.get_many(keys)
             self._backend_ok()
-        except BackendError as exc:
-            self._backend_failed("get_many", exc)
+        except (BackendError, SerializationError) as exc:
+            self._read_failed("get_many", exc)
             found = {}
         self.metrics.hits += len(found)
         self.metrics.misses += len(keys) - len(found)
@@ -274,8 +279,8 @@ class Cache:
             self._get_count += 1
             try:
                 value = self.backend.get(key, tag_list)
-            except BackendError as exc:
-                self._backend_failed("get", exc)
+            except (BackendError, SerializationError) as exc:
+                self._read_failed("get", exc)
                 value = MISSING
             if value is not MISSING:
                 self.metrics.hits += 1
@@ -335,6 +340,7 @@ class Cache:
         deadline = time.monotonic() + self.lease_wait
         poll = _FIRST_POLL
         waited = False
+        dropped_undecodable = False
         while True:
             flight.snapshot_at = time.monotonic()  # what is loaded next is read after this
             if self._skip_read():
@@ -344,8 +350,16 @@ class Cache:
                     key, tags, token=token, lease_ttl=self.lease_ttl
                 )
                 self._backend_ok()
-            except BackendError as exc:
-                self._backend_failed("begin_fill", exc)
+            except (BackendError, SerializationError) as exc:
+                self._read_failed("begin_fill", exc)
+                if isinstance(exc, SerializationError) and not dropped_undecodable:
+                    # The entry there cannot be decoded: drop it and fill over it, once.
+                    dropped_undecodable = True
+                    try:
+                        self.backend.delete([key])
+                        continue
+                    except BackendError as failure:
+                        self._backend_failed("delete", failure)
                 return self._load(loader)
             if ticket.status is FillStatus.HIT:
                 return ticket.value  # filled since our read: no second load
@@ -370,8 +384,8 @@ class Cache:
                 return self._load(loader)
             try:
                 value = self.backend.get(key, tags)
-            except BackendError as exc:
-                self._backend_failed("get", exc)
+            except (BackendError, SerializationError) as exc:
+                self._read_failed("get", exc)
                 return self._load(loader)
             if value is not MISSING:
                 return value
@@ -587,6 +601,25 @@ class Cache:
                 f"{self.backend.name} failed moments ago; not asked again for "
                 f"{self.breaker.cooldown:.1f} s (circuit breaker)"
             )
+
+    def _read_failed(self, operation: str, exc: BackendError | SerializationError) -> None:
+        """A read that failed: the backend (breaker, counted) or an entry that cannot be decoded.
+
+        An undecodable entry (a rotated pickle key, a changed serializer, a tampered value)
+        reads as a miss, and the next fill overwrites it; the server itself is fine.
+        """
+        if isinstance(exc, BackendError):
+            self._backend_failed(operation, exc)
+            return
+        self.metrics.decode_errors += 1
+        if self.raise_errors:
+            raise exc
+        log.warning(
+            "%s on %s found an entry it cannot decode, read as a miss: %s",
+            operation,
+            self.backend.name,
+            exc,
+        )
 
     def _backend_failed(self, operation: str, exc: BackendError, *, swallow: bool = True) -> None:
         if not isinstance(exc, _BreakerOpen):

@@ -180,7 +180,10 @@ class AsyncMemoryBackend(AsyncBackend):
         size = self._sizeof(value) if self.max_bytes is not None else 0
         with self._guard:
             if token is not None:
-                self._release(key, token)
+                lease = self._leases.get(key)
+                if lease is None or lease[0] != token or lease[1] <= self._clock():
+                    return False  # the lease was taken (a delete of the key) or expired
+                del self._leases[key]
             current = self._versions
             if any(
                 current.get(tag) != version for tag, version in zip(tags, versions, strict=True)
@@ -222,11 +225,15 @@ class AsyncMemoryBackend(AsyncBackend):
 
     async def delete(self, keys: Sequence[str]) -> int:
         with self._guard:
+            for key in keys:
+                self._leases.pop(key, None)  # a load in flight for the key must not store
             return sum(self._remove(key) for key in keys)
 
     async def delete_pattern(self, pattern: str) -> int:
         with self._guard:
             match = pattern_regex(pattern).fullmatch
+            for key in [key for key in self._leases if match(key)]:
+                del self._leases[key]  # loads in flight for these keys must not store
             matched = [key for key in self._entries if match(key)]
             return sum(self._remove(key) for key in matched)
 

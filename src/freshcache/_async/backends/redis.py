@@ -302,11 +302,18 @@ class AsyncRedisBackend(AsyncBackend):
         if not keys:
             return 0
         try:
-            return int(await self.client.unlink(*[self._entry_prefix + key for key in keys]))
+            # Leases first: a load in flight that fills between the two finds its lease
+            # gone and stores nothing; the other order would let it store old data.
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.unlink(*[self._lease_prefix + key for key in keys])
+                pipe.unlink(*[self._entry_prefix + key for key in keys])
+                _, deleted = await pipe.execute()
         except _FOREIGN_ERRORS as exc:
             raise _backend_error(exc) from exc
+        return int(deleted)
 
     async def delete_pattern(self, pattern: str) -> int:
+        await self._delete_matching(self._lease_prefix + pattern)  # leases first, as in delete
         return await self._delete_matching(self._entry_prefix + pattern)
 
     async def _delete_matching(self, match: str) -> int:

@@ -303,11 +303,18 @@ class RedisBackend(Backend):
         if not keys:
             return 0
         try:
-            return int(self.client.unlink(*[self._entry_prefix + key for key in keys]))
+            # Leases first: a load in flight that fills between the two finds its lease
+            # gone and stores nothing; the other order would let it store old data.
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.unlink(*[self._lease_prefix + key for key in keys])
+                pipe.unlink(*[self._entry_prefix + key for key in keys])
+                _, deleted = pipe.execute()
         except _FOREIGN_ERRORS as exc:
             raise _backend_error(exc) from exc
+        return int(deleted)
 
     def delete_pattern(self, pattern: str) -> int:
+        self._delete_matching(self._lease_prefix + pattern)  # leases first, as in delete
         return self._delete_matching(self._entry_prefix + pattern)
 
     def _delete_matching(self, match: str) -> int:

@@ -475,13 +475,35 @@ class AsyncBackendSuite(abc.ABC):
         await backend.release_lease("never-leased", "anyone")
 
     async def test_fill_by_a_non_holder_keeps_the_lease(self, backend: AsyncBackend) -> None:
-        """A fill with another token (or none) stores its value but leaves the holder's lease."""
+        """A fill with a token that does not hold the lease is refused; one with no token (a set) stores; the holder keeps its lease."""
         ticket = await backend.begin_fill("k", ["t"], token="holder", lease_ttl=30)
 
-        assert await backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token="other")
+        assert not await backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token="other")
+        assert MISSING is await backend.get("k", ["t"])
         assert await backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token=None)
         await backend.invalidate_tags(["t"])  # else the stored entry answers before the lease
         assert FillStatus.BUSY is await _begin(backend, "k", ["t"], token="other")
+
+    async def test_deleting_a_key_fences_the_fill_in_flight(self, backend: AsyncBackend) -> None:
+        """A load begun before its key was deleted cannot store what it read: the delete took its lease."""
+        ticket = await backend.begin_fill("k", ["t"], token="loader", lease_ttl=30)
+        await backend.delete(["k"])  # a writer invalidates the key while the loader reads
+
+        assert not await backend.fill("k", "old", ["t"], ticket.versions, ttl=60, token="loader")
+        assert MISSING is await backend.get("k", ["t"])
+
+    async def test_deleting_by_pattern_fences_the_fills_in_flight(
+        self, backend: AsyncBackend
+    ) -> None:
+        """A pattern delete takes the leases of the keys it matches, so their loads cannot store."""
+        ticket = await backend.begin_fill("user:1", ["t"], token="loader", lease_ttl=30)
+        other = await backend.begin_fill("post:1", ["t"], token="loader", lease_ttl=30)
+        await backend.delete_pattern("user:*")
+
+        assert not await backend.fill(
+            "user:1", "old", ["t"], ticket.versions, ttl=60, token="loader"
+        )
+        assert await backend.fill("post:1", "kept", ["t"], other.versions, ttl=60, token="loader")
 
     async def test_begin_fill_without_a_lease_ignores_leases(self, backend: AsyncBackend) -> None:
         """A fill begun without lease_ttl (a plain set) is not blocked by a loader's lease."""

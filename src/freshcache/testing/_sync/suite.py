@@ -476,13 +476,35 @@ class BackendSuite(abc.ABC):
         backend.release_lease("never-leased", "anyone")
 
     def test_fill_by_a_non_holder_keeps_the_lease(self, backend: Backend) -> None:
-        """A fill with another token (or none) stores its value but leaves the holder's lease."""
+        """A fill with a token that does not hold the lease is refused; one with no token (a set) stores; the holder keeps its lease."""
         ticket = backend.begin_fill("k", ["t"], token="holder", lease_ttl=30)
 
-        assert backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token="other")
+        assert not backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token="other")
+        assert MISSING is backend.get("k", ["t"])
         assert backend.fill("k", "v", ["t"], ticket.versions, ttl=60, token=None)
         backend.invalidate_tags(["t"])  # else the stored entry answers before the lease
         assert FillStatus.BUSY is _begin(backend, "k", ["t"], token="other")
+
+    def test_deleting_a_key_fences_the_fill_in_flight(self, backend: Backend) -> None:
+        """A load begun before its key was deleted cannot store what it read: the delete took its lease."""
+        ticket = backend.begin_fill("k", ["t"], token="loader", lease_ttl=30)
+        backend.delete(["k"])  # a writer invalidates the key while the loader reads
+
+        assert not backend.fill("k", "old", ["t"], ticket.versions, ttl=60, token="loader")
+        assert MISSING is backend.get("k", ["t"])
+
+    def test_deleting_by_pattern_fences_the_fills_in_flight(
+        self, backend: Backend
+    ) -> None:
+        """A pattern delete takes the leases of the keys it matches, so their loads cannot store."""
+        ticket = backend.begin_fill("user:1", ["t"], token="loader", lease_ttl=30)
+        other = backend.begin_fill("post:1", ["t"], token="loader", lease_ttl=30)
+        backend.delete_pattern("user:*")
+
+        assert not backend.fill(
+            "user:1", "old", ["t"], ticket.versions, ttl=60, token="loader"
+        )
+        assert backend.fill("post:1", "kept", ["t"], other.versions, ttl=60, token="loader")
 
     def test_begin_fill_without_a_lease_ignores_leases(self, backend: Backend) -> None:
         """A fill begun without lease_ttl (a plain set) is not blocked by a loader's lease."""
