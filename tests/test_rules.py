@@ -8,25 +8,13 @@ import pytest
 
 from freshcache import ConfigurationError, InvalidKeyError, Rules
 
+from .rules import service_rules
+
 
 @pytest.fixture
 def rules() -> Rules:
     """The reference service's rules: users, challenges, evaluations."""
-    return (
-        Rules()
-        .entity("user", tags=["user:{id}"])
-        .entity("user", tags=["leaderboard"], fields={"name", "score"})
-        .entity("challenge", tags=["challenge:{id}", "user:{user_id}:challenges"])
-        .entity(
-            "evaluation",
-            tags=[
-                "challenge:{challenge_id}:evaluations",
-                "user:{user_id}:evaluations",
-                "leaderboard",
-            ],
-        )
-        .relation("evaluation", "challenge", keys={"id": "challenge_id"})
-    )
+    return service_rules()
 
 
 CASES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [

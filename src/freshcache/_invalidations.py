@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+from ._exceptions import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,15 @@ class EntityChange:
     entity_type: str
     new: Mapping[str, Any] | None = None
     old: Mapping[str, Any] | None = None
-    changed: frozenset[str] | None = None
+    changed: Iterable[str] | None = None  # kept as a frozenset
+
+    def __post_init__(self) -> None:
+        if self.changed is not None and not isinstance(self.changed, frozenset):
+            if isinstance(self.changed, str):
+                raise ConfigurationError(
+                    f"changed= is a collection of field names, not the string {self.changed!r}"
+                )
+            object.__setattr__(self, "changed", frozenset(self.changed))
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,14 @@ class Rules:
     def entity_types(self) -> tuple[str, ...]:
         return tuple(sorted(set(self._rules) | set(self._relations)))
 
+    def require(self, entity_type: str) -> None:
+        """Raise ConfigurationError, naming the known types, unless ``entity_type`` has rules."""
+        if entity_type not in self._rules and entity_type not in self._relations:
+            known = ", ".join(self.entity_types) or "none"
+            raise ConfigurationError(
+                f"no rules for entity type {entity_type!r}; known types: {known}"
+            )
+
     def rules_for(self, entity_type: str) -> tuple[Rule, ...]:
         return tuple(self._rules.get(entity_type, ()))
 
@@ -219,11 +227,7 @@ class Rules:
         For an update, ``changed`` defaults to the fields whose values differ, and
         ``new`` may hold only the changed fields: the rest is taken from ``old``.
         """
-        if entity_type not in self._rules and entity_type not in self._relations:
-            known = ", ".join(self.entity_types) or "none"
-            raise ConfigurationError(
-                f"no rules for entity type {entity_type!r}; known types: {known}"
-            )
+        self.require(entity_type)
         if new is None and old is None:
             raise ConfigurationError(
                 f"a change of {entity_type} needs new= (insert), old= (delete) or both (update)"
@@ -277,11 +281,7 @@ class Rules:
         For helpers such as "invalidate everything about user 5": templates that need a
         field not given are skipped; none at all is an error.
         """
-        if entity_type not in self._rules and entity_type not in self._relations:
-            known = ", ".join(self.entity_types) or "none"
-            raise ConfigurationError(
-                f"no rules for entity type {entity_type!r}; known types: {known}"
-            )
+        self.require(entity_type)
         tags: dict[str, None] = {}
         for rule in self._rules.get(entity_type, ()):
             for template in rule.tags:

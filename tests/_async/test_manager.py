@@ -15,26 +15,9 @@ from freshcache import (
     EntityChange,
     Invalidation,
     InvalidKeyError,
-    Rules,
 )
 
-
-def service_rules() -> Rules:
-    return (
-        Rules()
-        .entity("user", tags=["user:{id}"])
-        .entity("user", tags=["leaderboard"], fields={"name", "score"})
-        .entity("challenge", tags=["challenge:{id}", "user:{user_id}:challenges"])
-        .entity(
-            "evaluation",
-            tags=[
-                "challenge:{challenge_id}:evaluations",
-                "user:{user_id}:evaluations",
-                "leaderboard",
-            ],
-        )
-        .relation("evaluation", "challenge", keys={"id": "challenge_id"})
-    )
+from ..rules import service_rules
 
 
 @pytest.fixture

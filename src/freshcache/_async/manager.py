@@ -96,9 +96,7 @@ class AsyncInvalidationManager:
         source: str = "application",
     ) -> Invalidation:
         """Invalidate what one insert (``new``), delete (``old``) or update (both) touches."""
-        change = EntityChange(
-            entity_type, new, old, None if changed is None else frozenset(changed)
-        )
+        change = EntityChange(entity_type, new, old, changed)
         return await self.invalidate_entities([change], source=source)
 
     async def invalidate_entities(
@@ -132,11 +130,7 @@ class AsyncInvalidationManager:
 
     def entity(self, entity_type: str) -> AsyncEntityInvalidator:
         """A helper for one entity type: ``await manager.entity("user")(id=5)``."""
-        if entity_type not in self.rules.entity_types:
-            known = ", ".join(self.rules.entity_types) or "none"
-            raise ConfigurationError(
-                f"no rules for entity type {entity_type!r}; known types: {known}"
-            )
+        self.rules.require(entity_type)
         return AsyncEntityInvalidator(self, entity_type)
 
     # Tags, keys, patterns
@@ -361,9 +355,7 @@ class AsyncInvalidationBatch:
         old: Mapping[str, Any] | None = None,
         changed: Iterable[str] | None = None,
     ) -> None:
-        change = EntityChange(
-            entity_type, new, old, None if changed is None else frozenset(changed)
-        )
+        change = EntityChange(entity_type, new, old, changed)
         self._tags.update(dict.fromkeys(self.manager._tags_of([change])))  # fails fast on bad input
         self.changes.append(change)
 

@@ -33,6 +33,7 @@ from freshcache.integrations.sqlalchemy._models import (
     bulk_tag,
     change_of,
     column_keys,
+    database_cascades,
     entity_type_of,
     load_columns,
     mapper_of,
@@ -158,12 +159,12 @@ class SessionInvalidation:
     # Recording
 
     def _before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
-        for instance in (*session.dirty, *session.deleted):
+        for instance in session.dirty:
             if self._entity_type(type(instance)) is not None:
                 load_columns(instance)
         deleted: dict[type[Any], list[dict[str, Any]]] = {}
         for instance in session.deleted:
-            load_columns(instance)
+            load_columns(instance)  # its own tags, and the keys its cascades follow
             deleted.setdefault(type(instance), []).append(values_of(instance))
         for model, rows in deleted.items():
             self._record_database_cascades(session, model, rows)
@@ -179,54 +180,38 @@ class SessionInvalidation:
         """
         if not rows or depth > 8:
             return
-        parent_mapper = mapper_of(model)
         savepoint = session.get_nested_transaction()
         transaction = self._state(session)
-        for child_mapper in parent_mapper.registry.mappers:
-            child = child_mapper.class_
-            for column in child_mapper.local_table.columns:
-                for foreign_key in column.foreign_keys:
-                    action = (foreign_key.ondelete or "").upper()
-                    if foreign_key.column.table is not parent_mapper.local_table:
-                        continue
-                    if action not in ("CASCADE", "SET NULL"):
-                        continue
-                    parent_key = parent_mapper.get_property_by_column(foreign_key.column).key
-                    values = list(
-                        {row[parent_key] for row in rows if row.get(parent_key) is not None}
-                    )
-                    if not values:
-                        continue
-                    child_key = child_mapper.get_property_by_column(column).key
-                    keys = column_keys(child)
-                    query = (
-                        select(*[getattr(child, key) for key in keys])
-                        .where(getattr(child, child_key).in_(values))
-                        .limit(self.bulk_row_limit + 1)
-                    )
-                    found = [row._asdict() for row in session.execute(query)]
-                    child_type = self._entity_type(child)
-                    if child_type is not None and len(found) > self.bulk_row_limit:
-                        transaction.intents.append(
-                            _Intent(savepoint, tags=self._wide_tags(child_type))
+        for child, child_key, parent_key, action in database_cascades(model):
+            values = list({row[parent_key] for row in rows if row.get(parent_key) is not None})
+            if not values:
+                continue
+            query = (
+                select(*[getattr(child, key) for key in column_keys(child)])
+                .where(getattr(child, child_key).in_(values))
+                .limit(self.bulk_row_limit + 1)
+            )
+            found = [row._asdict() for row in session.execute(query)]
+            child_type = self._entity_type(child)
+            if child_type is not None and len(found) > self.bulk_row_limit:
+                transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(child_type)))
+            elif child_type is not None:
+                for row in found:
+                    change = (
+                        EntityChange(child_type, old=row)
+                        if action == "CASCADE"
+                        else EntityChange(
+                            child_type,
+                            old=row,
+                            new={**row, child_key: None},
+                            changed=frozenset({child_key}),
                         )
-                    elif child_type is not None:
-                        for row in found:
-                            change = (
-                                EntityChange(child_type, old=row)
-                                if action == "CASCADE"
-                                else EntityChange(
-                                    child_type,
-                                    old=row,
-                                    new={**row, child_key: None},
-                                    changed=frozenset({child_key}),
-                                )
-                            )
-                            transaction.intents.append(_Intent(savepoint, change))
-                    if action == "CASCADE":
-                        self._record_database_cascades(
-                            session, child, found[: self.bulk_row_limit], depth + 1
-                        )
+                    )
+                    transaction.intents.append(_Intent(savepoint, change))
+            if action == "CASCADE":
+                self._record_database_cascades(
+                    session, child, found[: self.bulk_row_limit], depth + 1
+                )
 
     def _after_flush(self, session: Session, flush_context: Any) -> None:
         savepoint = session.get_nested_transaction()
@@ -316,23 +301,15 @@ class SessionInvalidation:
         self, model: type[Any], seen: frozenset[type[Any]] = frozenset()
     ) -> list[str]:
         """The entity types a delete of ``model`` rows can change through database cascades."""
-        mapper = mapper_of(model)
         found: list[str] = []
-        for child_mapper in mapper.registry.mappers:
-            child = child_mapper.class_
+        for child, _, _, action in database_cascades(model):
             if child in seen:
                 continue
-            for column in child_mapper.local_table.columns:
-                for foreign_key in column.foreign_keys:
-                    action = (foreign_key.ondelete or "").upper()
-                    if foreign_key.column.table is mapper.local_table and action in (
-                        "CASCADE",
-                        "SET NULL",
-                    ):
-                        child_type = self._entity_type(child)
-                        if child_type is not None:
-                            found.append(child_type)
-                        found.extend(self._cascading_types(child, seen | {model, child}))
+            child_type = self._entity_type(child)
+            if child_type is not None:
+                found.append(child_type)
+            if action == "CASCADE":  # SET NULL keeps the child: nothing cascades further
+                found.extend(self._cascading_types(child, seen | {model, child}))
         return list(dict.fromkeys(found))
 
     def _wide_tags(self, entity_type: str) -> tuple[str, ...]:

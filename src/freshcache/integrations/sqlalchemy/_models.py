@@ -18,6 +18,7 @@ _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 # Per mapped class, asked several times in every flush: computed once.
 _ENTITY_TYPES: dict[type[Any], str] = {}
 _COLUMN_KEYS: dict[type[Any], tuple[str, ...]] = {}
+_CASCADES: dict[type[Any], tuple[tuple[type[Any], str, str, str], ...]] = {}
 
 
 def entity_type_of(model: type[Any]) -> str:
@@ -126,6 +127,36 @@ def parents_of(
                 )
             )
     return out
+
+
+def database_cascades(model: type[Any]) -> tuple[tuple[type[Any], str, str, str], ...]:
+    """``(child class, child attribute, parent attribute, action)`` for each foreign key to
+    ``model``'s table whose ON DELETE is CASCADE or SET NULL: rows the database changes
+    when ``model`` rows go, without the session seeing them."""
+    try:
+        return _CASCADES[model]
+    except KeyError:
+        pass
+    parent_mapper = mapper_of(model)
+    found = []
+    for child_mapper in parent_mapper.registry.mappers:
+        for column in child_mapper.local_table.columns:
+            for foreign_key in column.foreign_keys:
+                action = (foreign_key.ondelete or "").upper()
+                if foreign_key.column.table is parent_mapper.local_table and action in (
+                    "CASCADE",
+                    "SET NULL",
+                ):
+                    found.append(
+                        (
+                            child_mapper.class_,
+                            child_mapper.get_property_by_column(column).key,
+                            parent_mapper.get_property_by_column(foreign_key.column).key,
+                            action,
+                        )
+                    )
+    cascades = _CASCADES[model] = tuple(found)
+    return cascades
 
 
 def list_tag_template(model: type[Any], child_key: str, parent: type[Any]) -> str:
