@@ -24,6 +24,7 @@ from freshcache._exceptions import (
     SerializationError,
 )
 from freshcache._keys import Template, validate_key, validate_pattern, validate_tags
+from freshcache._kinds import require_kind
 from freshcache._metrics import CacheMetrics
 from freshcache._synchronization import AsyncEvent, async_sleep
 
@@ -80,10 +81,7 @@ class AsyncCache:
         breaker_cooldown: float = 0.5,
         metrics: CacheMetrics | None = None,
     ) -> None:
-        if not isinstance(backend, AsyncBackend):
-            raise ConfigurationError(
-                f"backend must be an AsyncBackend, not {type(backend).__name__}"
-            )
+        require_kind(backend, AsyncBackend, "AsyncCache")
         _check_seconds("default_ttl", default_ttl)
         _check_seconds("lease_ttl", lease_ttl)
         if negative_ttl is not None:

@@ -9,6 +9,7 @@ from typing import Protocol
 from freshcache._async.cache import AsyncCache
 from freshcache._exceptions import BackendError, ConfigurationError
 from freshcache._invalidations import Invalidation
+from freshcache._kinds import require_kind
 from freshcache._synchronization import AsyncBackgroundTask, AsyncCriticalSection, AsyncEvent
 
 log = logging.getLogger("freshcache")
@@ -39,6 +40,7 @@ class AsyncRetryQueue:
         first_delay: float = 0.1,
         max_delay: float = 5.0,
     ) -> None:
+        require_kind(cache, AsyncCache, "AsyncRetryQueue")
         if max_items < 1:
             raise ConfigurationError(f"max_items must be at least 1, not {max_items}")
         self.cache = cache

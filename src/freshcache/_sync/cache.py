@@ -25,6 +25,7 @@ from freshcache._exceptions import (
     SerializationError,
 )
 from freshcache._keys import Template, validate_key, validate_pattern, validate_tags
+from freshcache._kinds import require_kind
 from freshcache._metrics import CacheMetrics
 from freshcache._synchronization import Event, sleep
 
@@ -81,10 +82,7 @@ class Cache:
         breaker_cooldown: float = 0.5,
         metrics: CacheMetrics | None = None,
     ) -> None:
-        if not isinstance(backend, Backend):
-            raise ConfigurationError(
-                f"backend must be an Backend, not {type(backend).__name__}"
-            )
+        require_kind(backend, Backend, "Cache")
         _check_seconds("default_ttl", default_ttl)
         _check_seconds("lease_ttl", lease_ttl)
         if negative_ttl is not None:

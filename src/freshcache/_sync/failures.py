@@ -10,6 +10,7 @@ from typing import Protocol
 from freshcache._sync.cache import Cache
 from freshcache._exceptions import BackendError, ConfigurationError
 from freshcache._invalidations import Invalidation
+from freshcache._kinds import require_kind
 from freshcache._synchronization import BackgroundTask, CriticalSection, Event
 
 log = logging.getLogger("freshcache")
@@ -40,6 +41,7 @@ class RetryQueue:
         first_delay: float = 0.1,
         max_delay: float = 5.0,
     ) -> None:
+        require_kind(cache, Cache, "RetryQueue")
         if max_items < 1:
             raise ConfigurationError(f"max_items must be at least 1, not {max_items}")
         self.cache = cache

@@ -23,6 +23,7 @@ from freshcache._entries import new_token
 from freshcache._exceptions import BackendError, ConfigurationError
 from freshcache._invalidations import EntityChange, Invalidation, PendingWrite
 from freshcache._keys import validate_key, validate_pattern, validate_tags
+from freshcache._kinds import require_method_kind, require_kind
 from freshcache._metrics import ManagerMetrics
 from freshcache._rules import Rules
 from freshcache._synchronization import sleep
@@ -47,6 +48,11 @@ class InvalidationManager:
         failure_sink: FailureSink | None = None,
         raise_on_failure: bool = False,
     ) -> None:
+        require_kind(cache, Cache, "InvalidationManager")
+        if failure_sink is not None:
+            require_method_kind(
+                failure_sink.put, "failure_sink.put", "InvalidationManager"
+            )
         if retries < 0:
             raise ConfigurationError(f"retries must be zero or more, not {retries}")
         if not pending_ttl > 0:

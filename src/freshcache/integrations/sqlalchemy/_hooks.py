@@ -28,7 +28,9 @@ from sqlalchemy.util import await_only
 from freshcache._async.manager import AsyncInvalidationManager
 from freshcache._exceptions import ConfigurationError
 from freshcache._invalidations import EntityChange, PendingWrite
+from freshcache._kinds import require_kind
 from freshcache._sync.manager import InvalidationManager
+from freshcache.integrations.sqlalchemy._async.relay import AsyncOutboxRelay
 from freshcache.integrations.sqlalchemy._models import (
     bulk_tag,
     change_of,
@@ -40,6 +42,7 @@ from freshcache.integrations.sqlalchemy._models import (
     values_of,
 )
 from freshcache.integrations.sqlalchemy._outbox import outbox_row
+from freshcache.integrations.sqlalchemy._sync.relay import OutboxRelay
 
 log = logging.getLogger("freshcache")
 
@@ -85,6 +88,16 @@ class SessionInvalidation:
         bulk_row_limit: int = 1000,
         database_triggers: bool = False,
     ) -> None:
+        require_kind(
+            manager, (AsyncInvalidationManager, InvalidationManager), "SessionInvalidation"
+        )
+        if relay is not None:
+            async_manager = isinstance(manager, AsyncInvalidationManager)
+            require_kind(
+                relay,
+                AsyncOutboxRelay if async_manager else OutboxRelay,
+                f"SessionInvalidation with {'an Async' if async_manager else 'an '}InvalidationManager",
+            )
         if mode not in ("strict", "commit"):
             raise ConfigurationError(f"mode must be 'strict' or 'commit', not {mode!r}")
         self.manager = manager

@@ -19,6 +19,7 @@ from sqlalchemy import Table, delete, func, or_, select
 
 from freshcache._async.manager import AsyncInvalidationManager
 from freshcache._exceptions import ConfigurationError
+from freshcache._kinds import require_kind
 from freshcache._synchronization import AsyncBackgroundTask, AsyncEvent
 from freshcache.integrations.sqlalchemy._orm import AsyncEngine
 from freshcache.integrations.sqlalchemy._outbox import tags_of_rows
@@ -43,6 +44,8 @@ class AsyncOutboxRelay:
         interval: float = 0.5,
         batch_size: int = 1000,
     ) -> None:
+        require_kind(engine, AsyncEngine, "AsyncOutboxRelay")
+        require_kind(manager, AsyncInvalidationManager, "AsyncOutboxRelay")
         if not grace >= 0 or not interval > 0 or batch_size < 1:
             raise ConfigurationError(
                 f"relay needs grace >= 0, interval > 0 and batch_size >= 1 (got {grace}, {interval}, {batch_size})"

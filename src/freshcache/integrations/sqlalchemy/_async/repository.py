@@ -19,6 +19,7 @@ from sqlalchemy import select
 from freshcache._async.cache import AsyncCache
 from freshcache._exceptions import ConfigurationError, InvalidEntityError
 from freshcache._keys import Template
+from freshcache._kinds import require_kind
 from freshcache.integrations.sqlalchemy._models import (
     bulk_tag,
     column_keys,
@@ -51,6 +52,8 @@ class AsyncBaseRepository(Generic[M]):
         ttl: float | None = None,
         list_limit: int = 1000,
     ) -> None:
+        require_kind(sessions, async_sessionmaker, "AsyncBaseRepository")
+        require_kind(cache, AsyncCache, "AsyncBaseRepository")
         if not hasattr(self, "model"):
             raise ConfigurationError(f"{type(self).__name__} must set model = <a mapped class>")
         self.sessions = sessions

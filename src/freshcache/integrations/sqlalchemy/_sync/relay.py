@@ -20,6 +20,7 @@ from sqlalchemy import Table, delete, func, or_, select
 
 from freshcache._sync.manager import InvalidationManager
 from freshcache._exceptions import ConfigurationError
+from freshcache._kinds import require_kind
 from freshcache._synchronization import BackgroundTask, Event
 from freshcache.integrations.sqlalchemy._orm import Engine
 from freshcache.integrations.sqlalchemy._outbox import tags_of_rows
@@ -44,6 +45,8 @@ class OutboxRelay:
         interval: float = 0.5,
         batch_size: int = 1000,
     ) -> None:
+        require_kind(engine, Engine, "OutboxRelay")
+        require_kind(manager, InvalidationManager, "OutboxRelay")
         if not grace >= 0 or not interval > 0 or batch_size < 1:
             raise ConfigurationError(
                 f"relay needs grace >= 0, interval > 0 and batch_size >= 1 (got {grace}, {interval}, {batch_size})"

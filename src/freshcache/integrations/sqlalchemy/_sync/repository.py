@@ -20,6 +20,7 @@ from sqlalchemy import select
 from freshcache._sync.cache import Cache
 from freshcache._exceptions import ConfigurationError, InvalidEntityError
 from freshcache._keys import Template
+from freshcache._kinds import require_kind
 from freshcache.integrations.sqlalchemy._models import (
     bulk_tag,
     column_keys,
@@ -52,6 +53,8 @@ class BaseRepository(Generic[M]):
         ttl: float | None = None,
         list_limit: int = 1000,
     ) -> None:
+        require_kind(sessions, sessionmaker, "BaseRepository")
+        require_kind(cache, Cache, "BaseRepository")
         if not hasattr(self, "model"):
             raise ConfigurationError(f"{type(self).__name__} must set model = <a mapped class>")
         self.sessions = sessions
