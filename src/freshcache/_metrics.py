@@ -1,15 +1,199 @@
-"""Counters and latency histograms, with a JSON-ready snapshot and a reset.
+"""Counters and latency histograms, with a JSON-ready snapshot and a reset; the table of them.
 
 Counters are plain integer attributes: an increment on the hit path must cost tens of
 nanoseconds, not a lock. Under the event loop they are exact; under many threads a
 rare lost increment is the price of that speed.
+
+:data:`METRICS` declares every metric once: its key in the JSON snapshot, its kind, its
+help text and its Prometheus name. The snapshots hold exactly its keys, and the
+Prometheus collector (and the dashboard) read the values from the snapshots through it,
+so the two cannot disagree.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["counter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: ``key`` in the JSON snapshot, ``exposed`` as the Prometheus family's name.
+
+    A ``label`` metric is a counter per label value (the snapshot holds a dict of them);
+    a ``field`` metric exposes one field of the snapshot's dict (0 when it is None).
+    """
+
+    key: str
+    kind: Kind
+    help: str
+    exposed: str
+    label: str | None = None
+    field: str | None = None
+
+
+def _counters(scope: str, helps: dict[str, str]) -> tuple[Metric, ...]:
+    return tuple(
+        Metric(key, "counter", text, f"freshcache_{scope}_{key}") for key, text in helps.items()
+    )
+
+
+CACHE_METRICS: tuple[Metric, ...] = (
+    *_counters(
+        "cache",
+        {
+            "hits": "Reads answered from the cache.",
+            "misses": "Reads the cache could not answer.",
+            "sets": "Entries stored.",
+            "loads": "Loader calls.",
+            "load_errors": "Loader calls that raised.",
+            "inflight_waits": "Callers that joined a load already running in this process.",
+            "lease_waits": "Loads that waited for another process's lease.",
+            "lease_timeouts": "Waits for a load that gave up and loaded without filling.",
+            "stale_fills_rejected": "Fills refused because a tag moved during the load.",
+            "pending_bypasses": "Reads that went past the cache because a write held a tag.",
+            "tag_invalidations": "Tags given new versions.",
+            "key_invalidations": "Keys asked to be deleted.",
+            "pattern_invalidations": "Pattern invalidations.",
+            "backend_errors": "Backend operations that failed.",
+            "backend_skips": "Backend operations not sent: circuit breaker open, or reads suspended while invalidations are queued.",
+            "decode_errors": "Stored entries that could not be decoded (read as misses).",
+        },
+    ),
+    Metric(
+        "hit_rate", "gauge", "Hits over reads since the last reset.", "freshcache_cache_hit_ratio"
+    ),
+    Metric(
+        "get_latency",
+        "histogram",
+        "Latency of reads (a sample: one in get_sample_every is timed).",
+        "freshcache_cache_get_latency_seconds",
+    ),
+    Metric(
+        "load_latency",
+        "histogram",
+        "Latency of loader calls.",
+        "freshcache_cache_load_latency_seconds",
+    ),
+    Metric(
+        "invalidate_latency",
+        "histogram",
+        "Latency of invalidations.",
+        "freshcache_cache_invalidate_latency_seconds",
+    ),
+)
+
+_MANAGER_COUNTERS = _counters(
+    "manager",
+    {
+        "tag_invalidations": "Tags invalidated through the manager.",
+        "key_invalidations": "Keys invalidated through the manager.",
+        "pattern_invalidations": "Patterns invalidated through the manager.",
+        "entity_invalidations": "Entity changes invalidated.",
+        "failed_invalidations": "Invalidations that failed after their retries and went to the failure sink.",
+        "retried_invalidations": "Retries of invalidations after a backend error.",
+        "recovered_invalidations": "Queued invalidations applied later.",
+        "notification_errors": "Invalidation subscribers that raised.",
+    },
+)
+# Counted by the failure sink; the manager's snapshot reports them.
+_FAILURE_SINK = (
+    Metric(
+        "queue_overflows",
+        "counter",
+        "Times the failure queue overflowed into a flush of every entry.",
+        "freshcache_manager_queue_overflows",
+    ),
+    Metric(
+        "queued_invalidations",
+        "gauge",
+        "Failed invalidations waiting in the failure sink.",
+        "freshcache_manager_queued_invalidations",
+    ),
+)
+MANAGER_METRICS: tuple[Metric, ...] = (
+    *_MANAGER_COUNTERS,
+    *_FAILURE_SINK,
+    Metric(
+        "invalidations_by_entity_type",
+        "counter",
+        "Entity changes invalidated, by entity type.",
+        "freshcache_manager_invalidations_by_entity_type",
+        label="entity_type",
+    ),
+    Metric(
+        "last_invalidation",
+        "gauge",
+        "When the last invalidation happened (Unix time; 0 if none since the last reset).",
+        "freshcache_manager_last_invalidation_timestamp_seconds",
+        field="timestamp",
+    ),
+    Metric(
+        "invalidate_latency",
+        "histogram",
+        "Latency of invalidations, retries included.",
+        "freshcache_manager_invalidate_latency_seconds",
+    ),
+)
+
+RELAY_METRICS: tuple[Metric, ...] = (
+    Metric(
+        "outbox_pending",
+        "gauge",
+        "Outbox rows not yet applied and deleted.",
+        "freshcache_outbox_pending",
+    ),
+    Metric(
+        "relay_lag_seconds",
+        "gauge",
+        "Age of the oldest outbox row.",
+        "freshcache_outbox_relay_lag_seconds",
+    ),
+    Metric(
+        "relayed_rows",
+        "counter",
+        "Rows left behind that the relay applied.",
+        "freshcache_outbox_relayed_rows",
+    ),
+    Metric(
+        "deleted_rows",
+        "counter",
+        "Applied rows deleted in batches.",
+        "freshcache_outbox_deleted_rows",
+    ),
+    Metric(
+        "failed_runs", "counter", "Relay passes that failed.", "freshcache_outbox_relay_failed_runs"
+    ),
+    Metric(
+        "invalid_tags",
+        "counter",
+        "Invalid tags found in outbox rows and dropped (they name nothing cached).",
+        "freshcache_outbox_invalid_tags",
+    ),
+    Metric(
+        "unreadable_rows",
+        "counter",
+        "Outbox rows that could not be read (every entry was dropped for them).",
+        "freshcache_outbox_unreadable_rows",
+    ),
+)
+
+# By what reports them: a cache's metrics.snapshot(), a manager's snapshot() (its "cache"
+# part aside), an outbox relay's stats().
+METRICS: dict[str, tuple[Metric, ...]] = {
+    "cache": CACHE_METRICS,
+    "manager": MANAGER_METRICS,
+    "relay": RELAY_METRICS,
+}
+
+
+def _keys(table: tuple[Metric, ...], kind: Kind) -> tuple[str, ...]:
+    return tuple(metric.key for metric in table if metric.kind == kind and metric.label is None)
+
 
 # Seconds; the Prometheus defaults shifted down, because a cache answers in microseconds.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -69,25 +253,8 @@ class Histogram:
 class CacheMetrics:
     """What a cache counts. ``reset`` zeroes the counts, never the configuration."""
 
-    COUNTERS: tuple[str, ...] = (
-        "hits",
-        "misses",
-        "sets",
-        "loads",
-        "load_errors",
-        "inflight_waits",
-        "lease_waits",
-        "lease_timeouts",
-        "stale_fills_rejected",
-        "pending_bypasses",
-        "tag_invalidations",
-        "key_invalidations",
-        "pattern_invalidations",
-        "backend_errors",
-        "backend_skips",
-        "decode_errors",
-    )
-    HISTOGRAMS: tuple[str, ...] = ("get_latency", "load_latency", "invalidate_latency")
+    COUNTERS: tuple[str, ...] = _keys(CACHE_METRICS, "counter")
+    HISTOGRAMS: tuple[str, ...] = _keys(CACHE_METRICS, "histogram")
 
     __slots__ = (*COUNTERS, *HISTOGRAMS, "get_sample_every")
 
@@ -142,17 +309,7 @@ class CacheMetrics:
 class ManagerMetrics:
     """What an invalidation manager counts. ``reset`` zeroes counts, not configuration."""
 
-    COUNTERS: tuple[str, ...] = (
-        "tag_invalidations",
-        "key_invalidations",
-        "pattern_invalidations",
-        "entity_invalidations",
-        "failed_invalidations",
-        "retried_invalidations",
-        "recovered_invalidations",
-        "queue_overflows",
-        "notification_errors",
-    )
+    COUNTERS: tuple[str, ...] = _keys(_MANAGER_COUNTERS, "counter")
 
     __slots__ = (
         *COUNTERS,
@@ -168,7 +325,6 @@ class ManagerMetrics:
     failed_invalidations: int
     retried_invalidations: int
     recovered_invalidations: int
-    queue_overflows: int
     notification_errors: int
 
     def __init__(self) -> None:

@@ -89,20 +89,24 @@ class AsyncOutboxRelay:
         while not await self._closing.wait(self.interval):
             try:
                 await self.run_once()
-                self.last_stats = await self.stats()  # what metrics exporters read
             except Exception:
                 self.failed_runs += 1
                 log.exception("outbox relay run failed; retrying in %.1f s", self.interval)
 
     async def run_once(self) -> int:
-        """Delete the applied rows, then apply stale ones until none is left; how many were applied."""
+        """Delete the applied rows, then apply stale ones until none is left; how many were applied.
+
+        Refreshes ``last_stats``, what metrics exporters read.
+        """
         await self.delete_applied()
         relayed = 0
         while True:
             count = await self.relay_stale()
             relayed += count
             if count < self.batch_size:
-                return relayed
+                break
+        self.last_stats = await self.stats()
+        return relayed
 
     async def delete_applied(self) -> int:
         ids: list[str] = []
