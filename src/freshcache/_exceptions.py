@@ -6,6 +6,8 @@
     ├── ConfigurationError        a URL, an option or a rule that cannot work
     ├── InvalidKeyError           a key, tag, pattern or template that breaks the rules
     ├── InvalidEntityError        values that an entity's model does not have
+    ├── ConflictError             a write the database refused as conflicting (a unique key)
+    ├── DatabaseError             any other failure of the database behind a repository
     ├── SerializationError        a value that cannot be encoded or decoded
     │   └── SignatureError        a signed payload that is unsigned or tampered with
     ├── BackendError              the cache server failed or could not be reached
@@ -36,6 +38,17 @@ class InvalidKeyError(FreshcacheError, ValueError):
 
 
 class InvalidEntityError(FreshcacheError, ValueError):
+    pass
+
+
+# The database (at a repository's boundary)
+
+
+class ConflictError(FreshcacheError):
+    pass
+
+
+class DatabaseError(FreshcacheError):
     pass
 
 

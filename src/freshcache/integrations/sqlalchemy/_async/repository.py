@@ -20,6 +20,7 @@ from freshcache._async.cache import AsyncCache
 from freshcache._exceptions import ConfigurationError, InvalidEntityError
 from freshcache._keys import Template
 from freshcache._kinds import require_kind
+from freshcache.integrations.sqlalchemy._errors import database_errors
 from freshcache.integrations.sqlalchemy._models import (
     bulk_tag,
     column_keys,
@@ -161,9 +162,15 @@ class AsyncBaseRepository(Generic[M]):
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction, committed on a clean exit; the cache is invalidated after the commit."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """A session in a transaction, committed on a clean exit; the cache is invalidated after the commit.
+
+        The database's errors leave it as freshcache's: a unique key violated is a
+        :class:`ConflictError`, a value refused an :class:`InvalidEntityError`, anything
+        else a :class:`DatabaseError`; the transaction is rolled back.
+        """
+        with database_errors(self.entity_type):
+            async with self.sessions() as session, session.begin():
+                yield session
 
     def _check_columns(self, values: Mapping[str, Any]) -> None:
         unknown = set(values) - set(self.columns)

@@ -21,6 +21,7 @@ from freshcache._sync.cache import Cache
 from freshcache._exceptions import ConfigurationError, InvalidEntityError
 from freshcache._keys import Template
 from freshcache._kinds import require_kind
+from freshcache.integrations.sqlalchemy._errors import database_errors
 from freshcache.integrations.sqlalchemy._models import (
     bulk_tag,
     column_keys,
@@ -162,9 +163,15 @@ class BaseRepository(Generic[M]):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A session in a transaction, committed on a clean exit; the cache is invalidated after the commit."""
-        with self.sessions() as session, session.begin():
-            yield session
+        """A session in a transaction, committed on a clean exit; the cache is invalidated after the commit.
+
+        The database's errors leave it as freshcache's: a unique key violated is a
+        :class:`ConflictError`, a value refused an :class:`InvalidEntityError`, anything
+        else a :class:`DatabaseError`; the transaction is rolled back.
+        """
+        with database_errors(self.entity_type):
+            with self.sessions() as session, session.begin():
+                yield session
 
     def _check_columns(self, values: Mapping[str, Any]) -> None:
         unknown = set(values) - set(self.columns)

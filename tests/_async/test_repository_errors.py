@@ -1,0 +1,129 @@
+"""The repository's boundary: the database's errors come out as freshcache's, and nothing is left broken."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+
+from freshcache import (
+    AsyncCache,
+    AsyncInvalidationManager,
+    ConflictError,
+    DatabaseError,
+    FreshcacheError,
+    InvalidEntityError,
+)
+from freshcache.integrations.sqlalchemy import (
+    AsyncBaseRepository,
+    AsyncOutboxRelay,
+    SessionInvalidation,
+    outbox_table,
+    rules_from_models,
+)
+from freshcache.integrations.sqlalchemy._orm import AsyncEngine, async_sessionmaker
+
+from ..databases import Database
+from ..integrations.models import MODELS, Base, User
+from ..integrations.support import async_create_tables
+
+OUTBOX = outbox_table(Base.metadata)
+
+
+class Users(AsyncBaseRepository[User]):
+    model = User
+
+
+@dataclass
+class Parts:
+    cache: AsyncCache
+    users: Users
+    engine: AsyncEngine
+
+
+@pytest.fixture
+async def parts(postgres: Database) -> AsyncIterator[Parts]:
+    engine = postgres.async_engine(
+        pool_size=1, max_overflow=0
+    )  # one connection: it must come back clean
+    await async_create_tables(engine)
+    cache = AsyncCache.from_url("memory://")
+    manager = AsyncInvalidationManager(cache, rules_from_models(MODELS))
+    relay = AsyncOutboxRelay(engine, manager, OUTBOX, grace=60)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    SessionInvalidation(manager, mode="strict", outbox=OUTBOX, relay=relay).install(sessions)
+    yield Parts(cache, Users(sessions, cache), engine)
+    await relay.aclose()
+    await manager.aclose()
+    await engine.dispose()
+
+
+async def test_an_insert_that_breaks_a_unique_key_is_a_conflict(parts: Parts) -> None:
+    """A duplicate email raises ConflictError caused by the IntegrityError, and the next writes and reads work and are cached."""
+    await parts.users.add(id=1, email="ada@example.com", name="Ada")
+    assert None is await parts.users.get(2)
+
+    with pytest.raises(ConflictError, match=r"^user: the database refused the write") as raised:
+        await parts.users.add(id=2, email="ada@example.com", name="Impostor")
+
+    assert isinstance(raised.value, FreshcacheError)
+    assert isinstance(raised.value.__cause__, IntegrityError)
+    assert "[SQL:" not in str(raised.value)
+    assert None is await parts.users.get(2)
+    await parts.users.add(id=2, email="grace@example.com", name="Grace")
+    assert "Grace" == (await parts.users.get(2)).name  # type: ignore[union-attr]
+    hits = parts.cache.metrics.hits
+    assert "Grace" == (await parts.users.get(2)).name  # type: ignore[union-attr]
+    assert hits + 1 == parts.cache.metrics.hits  # no mark left pending: the cache serves it
+
+
+async def test_an_update_that_breaks_a_unique_key_is_a_conflict_and_changes_nothing(
+    parts: Parts,
+) -> None:
+    """Moving a user onto another's email raises ConflictError; the row and its cached value stay as they were."""
+    await parts.users.add(id=1, email="ada@example.com", name="Ada")
+    await parts.users.add(id=2, email="grace@example.com", name="Grace")
+    assert "grace@example.com" == (await parts.users.get(2)).email  # type: ignore[union-attr]
+
+    with pytest.raises(ConflictError) as raised:
+        await parts.users.update(2, email="ada@example.com", name="Renamed")
+
+    assert isinstance(raised.value.__cause__, IntegrityError)
+    assert ("Grace", "grace@example.com") == (
+        (await parts.users.get(2)).name,  # type: ignore[union-attr]
+        (await parts.users.get(2)).email,  # type: ignore[union-attr]
+    )
+    assert "Grace Hopper" == (await parts.users.update(2, name="Grace Hopper")).name  # type: ignore[union-attr]
+
+
+async def test_a_conflict_at_the_end_of_a_transaction_block_is_a_conflict(parts: Parts) -> None:
+    """A duplicate added in the caller's own transaction() block surfaces as ConflictError when the block commits."""
+    await parts.users.add(id=1, email="ada@example.com", name="Ada")
+
+    with pytest.raises(ConflictError):
+        async with parts.users.transaction() as session:
+            session.add(User(id=2, email="ada@example.com", name="Impostor"))
+
+    assert [1] == [user.id for user in await parts.users.list()]
+
+
+async def test_a_value_the_database_refuses_is_an_invalid_entity(parts: Parts) -> None:
+    """A name longer than its column raises InvalidEntityError caused by the DataError."""
+    with pytest.raises(InvalidEntityError, match=r"^user: the database refused a value") as raised:
+        await parts.users.add(id=1, email="ada@example.com", name="A" * 500)
+
+    assert isinstance(raised.value.__cause__, DataError)
+    assert [] == await parts.users.list()
+
+
+async def test_any_other_database_error_is_a_database_error(parts: Parts) -> None:
+    """A statement the database rejects inside transaction() raises DatabaseError with the cause, and the connection serves the next call."""
+    with pytest.raises(DatabaseError, match=r"^user: ProgrammingError") as raised:
+        async with parts.users.transaction() as session:
+            await session.execute(text("select * from no_such_table"))
+
+    assert isinstance(raised.value.__cause__, ProgrammingError)
+    assert "Ada" == (await parts.users.add(id=1, email="ada@example.com", name="Ada")).name
