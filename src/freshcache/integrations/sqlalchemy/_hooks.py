@@ -41,7 +41,7 @@ from freshcache.integrations.sqlalchemy._models import (
     mapper_of,
     values_of,
 )
-from freshcache.integrations.sqlalchemy._outbox import outbox_row
+from freshcache.integrations.sqlalchemy._outbox import outbox_row, require_outbox_once
 from freshcache.integrations.sqlalchemy._sync.relay import OutboxRelay
 
 log = logging.getLogger("freshcache")
@@ -128,6 +128,8 @@ class SessionInvalidation:
             if self.is_async:
                 raise ConfigurationError("a sessionmaker needs a sync InvalidationManager")
             target = factory
+            if self.outbox is not None:  # an async factory's first commit checks instead
+                require_outbox_once(factory.kw.get("bind"), self.outbox)
         else:
             raise ConfigurationError(
                 f"install takes a sessionmaker or an async_sessionmaker, not {factory!r}"
@@ -403,6 +405,8 @@ class SessionInvalidation:
         state.tags = tuple(tags)
         if not state.tags:
             return
+        if self.outbox is not None:
+            require_outbox_once(session.connection(), self.outbox)
         marking = None
         if self.mode == "strict":
             if isinstance(self.manager, AsyncInvalidationManager) and self.outbox is not None:

@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, MetaData, String, Table, Text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+)
+from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from freshcache._entries import new_token
-from freshcache._exceptions import InvalidKeyError
+from freshcache._exceptions import ConfigurationError, InvalidKeyError
 from freshcache._keys import validate_tag
 
 OUTBOX_TABLE = "freshcache_outbox"
@@ -38,6 +51,39 @@ def outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE) -> Table:
     )
     Index(f"ix_{name}_created_at", table.c.created_at)
     return table
+
+
+def require_outbox(connection: Connection, table: Table) -> None:
+    """Raise ConfigurationError, saying how to create it, when ``table`` is not in the database."""
+    if inspect(connection).has_table(table.name, schema=table.schema):
+        return
+    statements: list[ExecutableDDLElement] = [CreateTable(table)]
+    statements.extend(CreateIndex(index) for index in table.indexes)
+    ddl = ";\n".join(str(each.compile(dialect=connection.dialect)).strip() for each in statements)
+    raise ConfigurationError(
+        f"the outbox table {table.name!r} does not exist in {connection.engine.url.database!r}: "
+        "create it with outbox_table(metadata).create(engine), metadata.create_all(engine) "
+        f"or your migrations. Its DDL:\n{ddl};"
+    )
+
+
+# Engines (and the outbox tables) found present: a commit checks once per engine.
+_present: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
+
+
+def require_outbox_once(bind: Engine | Connection | None, table: Table) -> None:
+    """:func:`require_outbox` on ``bind``, the first time each engine is seen with ``table``."""
+    if bind is None:
+        return
+    seen = _present.setdefault(bind.engine, set())
+    if table.key in seen:
+        return
+    if isinstance(bind, Connection):
+        require_outbox(bind, table)
+    else:
+        with bind.connect() as connection:
+            require_outbox(connection, table)
+    seen.add(table.key)
 
 
 def outbox_row(
