@@ -3,6 +3,10 @@
 ``freshcache relay``: apply the outbox rows that writers left behind (a crash, a cache
 outage) and delete them; run it beside the application, as many times as you like on
 PostgreSQL (relays share the rows with FOR UPDATE SKIP LOCKED).
+
+A database that cannot be reached or an outbox table that is missing at start is one
+line and a non-zero exit; once running, a failed pass is logged and retried with a
+growing delay, and SIGTERM or SIGINT ends the command cleanly.
 """
 
 from __future__ import annotations
@@ -15,25 +19,38 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
-from freshcache._exceptions import FreshcacheError
+from freshcache._exceptions import ConfigurationError, FreshcacheError
 
 log = logging.getLogger("freshcache")
 
+# A pass that fails waits interval, then twice that, up to this, before the next.
+MAX_RETRY_DELAY = 30.0
+
+
+class _Unreachable(Exception):
+    """The database did not answer at start."""
+
 
 def _relay(arguments: argparse.Namespace) -> int:
-    from sqlalchemy import MetaData, create_engine
+    try:
+        from sqlalchemy import MetaData
+        from sqlalchemy.exc import SQLAlchemyError
 
-    from freshcache import Cache, InvalidationManager
-    from freshcache.integrations.sqlalchemy import OutboxRelay, outbox_table
+        from freshcache import Cache, InvalidationManager
+        from freshcache.integrations.sqlalchemy import OutboxRelay, outbox_table
+    except ImportError as exc:
+        raise ConfigurationError(str(exc)) from None
 
-    engine = create_engine(arguments.database_url)
+    table = outbox_table(MetaData(), arguments.table)
+    engine = _engine(arguments.database_url, table)
     cache = Cache.from_url(arguments.cache_url)
     manager = InvalidationManager(cache)
     relay = OutboxRelay(
         engine,
         manager,
-        outbox_table(MetaData(), arguments.table),
+        table,
         grace=arguments.grace,
         interval=arguments.interval,
         batch_size=arguments.batch_size,
@@ -45,21 +62,74 @@ def _relay(arguments: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    delay = arguments.interval
     try:
-        while True:
-            relayed = relay.run_once()
-            stats = relay.stats()
+        while not stopping.is_set():
+            try:
+                relayed = relay.run_once()
+            except (SQLAlchemyError, FreshcacheError, OSError) as exc:
+                relay.failed_runs += 1
+                if arguments.once:
+                    log.error("relay pass failed: %s", _first_line(exc))
+                    return 1
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+                log.warning("relay pass failed: %s; retrying in %.1f s", _first_line(exc), delay)
+                stopping.wait(delay)
+                continue
+            delay = arguments.interval
+            stats = relay.last_stats
             print(
                 f"relayed {relayed} rows; {stats['outbox_pending']} pending, "
                 f"oldest {stats['relay_lag_seconds']:.1f} s",
                 flush=True,
             )
-            if arguments.once or stopping.wait(arguments.interval):
+            if arguments.once:
                 return 0
+            stopping.wait(arguments.interval)
+        return 0
     finally:
         manager.close()
         cache.close()
         engine.dispose()
+
+
+def _engine(url: str, table: Any) -> Any:
+    """An engine on ``url`` that answered, with the outbox table there; else one clear error."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    from freshcache.integrations.sqlalchemy._outbox import require_outbox
+
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except NoSuchModuleError as exc:
+        raise ConfigurationError(f"--database-url names an unknown database: {exc}") from None
+    except ArgumentError:
+        raise ConfigurationError(
+            "--database-url is not a SQLAlchemy URL (dialect+driver://user:password@host:port/database)"
+        ) from None
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--database-url needs a driver that is not installed: {exc}"
+        ) from None
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as connection:
+            require_outbox(connection, table)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise _Unreachable(f"cannot reach the database at {shown}: {_first_line(exc)}") from None
+    except ConfigurationError:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's own message, without SQLAlchemy's SQL, parameters and background link."""
+    original = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(original).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(original).__name__
 
 
 def parser() -> argparse.ArgumentParser:
@@ -99,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FreshcacheError as exc:
         print(f"freshcache: {exc}", file=sys.stderr)
         return 2
+    except _Unreachable as exc:
+        print(f"freshcache: {exc}", file=sys.stderr)
+        return 1
     return code
 
 
