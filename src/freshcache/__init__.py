@@ -98,6 +98,13 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # The Redis backends need the optional redis package: imported on first use.
+    if name in ("AsyncRedisBackend", "RedisBackend"):
+        from freshcache._extras import missing_extra
+
+        try:
+            import redis  # noqa: F401 - only to name the extra when it is missing
+        except ImportError as exc:
+            raise missing_extra(exc, "redis", f"freshcache.{name}") from exc
     if name == "AsyncRedisBackend":
         from freshcache._async.backends.redis import AsyncRedisBackend
 

@@ -35,13 +35,14 @@ class _Unreachable(Exception):
 
 def _relay(arguments: argparse.Namespace) -> int:
     try:
-        from sqlalchemy import MetaData
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from freshcache import Cache, InvalidationManager
+        # First, so that a missing sqlalchemy is reported with the extra to install.
         from freshcache.integrations.sqlalchemy import OutboxRelay, outbox_table
     except ImportError as exc:
         raise ConfigurationError(str(exc)) from None
+    from sqlalchemy import MetaData
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from freshcache import Cache, InvalidationManager
 
     table = outbox_table(MetaData(), arguments.table)
     engine = _engine(arguments.database_url, table)

@@ -17,13 +17,18 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+from freshcache._extras import missing_extra
+
+try:
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import Collector
+except ImportError as exc:
+    raise missing_extra(exc, "prometheus", "freshcache.prometheus") from exc
 
 from freshcache._metrics import CACHE_METRICS, MANAGER_METRICS, RELAY_METRICS, Histogram
 from freshcache._metrics import Metric as MetricInfo

@@ -9,6 +9,13 @@
     SessionInvalidation(manager, outbox=outbox, relay=relay).install(sessions)
 """
 
+from freshcache._extras import missing_extra
+
+try:
+    import sqlalchemy  # noqa: F401 - only to name the extra when it is missing
+except ImportError as exc:
+    raise missing_extra(exc, "sqlalchemy", "freshcache.integrations.sqlalchemy") from exc
+
 from freshcache.integrations.sqlalchemy._async.relay import AsyncOutboxRelay
 from freshcache.integrations.sqlalchemy._async.repository import AsyncBaseRepository
 from freshcache.integrations.sqlalchemy._hooks import SessionInvalidation
