@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import redis.asyncio
 from sqlalchemy import MetaData, create_engine
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
@@ -22,6 +24,8 @@ from freshcache import (
     MemoryBackend,
     RetryQueue,
 )
+from freshcache._async.backends.redis import AsyncRedisBackend
+from freshcache._sync.backends.redis import RedisBackend
 from freshcache.integrations.sqlalchemy import (
     AsyncBaseRepository,
     AsyncOutboxRelay,
@@ -109,6 +113,16 @@ MISUSES: list[tuple[str, Callable[[Parts], Any], str]] = [
         "async cache, sync backend",
         lambda p: AsyncCache(MemoryBackend()),  # type: ignore[arg-type]
         "AsyncCache needs an AsyncBackend, not a MemoryBackend: use Cache with a MemoryBackend",
+    ),
+    (
+        "sync redis backend, async client",
+        lambda p: RedisBackend(redis.asyncio.Redis()),
+        "RedisBackend needs a redis.client.Redis or a redis.cluster.RedisCluster, not a redis.asyncio.client.Redis: use AsyncRedisBackend with a redis.asyncio.client.Redis",
+    ),
+    (
+        "async redis backend, sync client",
+        lambda p: AsyncRedisBackend(redis.Redis()),
+        "AsyncRedisBackend needs a redis.asyncio.client.Redis or a redis.asyncio.cluster.RedisCluster, not a redis.client.Redis: use RedisBackend with a redis.client.Redis",
     ),
     (
         "sync repository, async sessions",

@@ -26,8 +26,10 @@ def require_kind(value: object, expected: type | tuple[type, ...], owner: str) -
         return
     wanted = expected if isinstance(expected, tuple) else (expected,)
     given = type(value)
-    given_name = _name(given, wanted[0])
-    names = " or ".join(_article(_name(each, given)) for each in wanted)
+    # redis.Redis and redis.asyncio.Redis share a name: then modules tell the classes apart.
+    clash = any(each.__name__ == given.__name__ for each in wanted)
+    given_name = _name(given, clash)
+    names = " or ".join(_article(_name(each, clash)) for each in wanted)
     message = f"{owner} needs {names}, not {_article(given_name)}"
     kinds = {_is_async(each) for each in wanted}
     if kinds == {not _is_async(given)} and owner.isidentifier():
@@ -48,11 +50,8 @@ def _twin(name: str) -> str:
     return name.removeprefix("Async") if name.startswith("Async") else f"Async{name}"
 
 
-def _name(cls: type, other: type) -> str:
-    # redis.Redis and redis.asyncio.Redis share a name: then the module tells them apart.
-    if cls.__name__ != other.__name__:
-        return cls.__name__
-    return f"{cls.__module__}.{cls.__qualname__}"
+def _name(cls: type, qualified: bool) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}" if qualified else cls.__name__
 
 
 def _article(name: str) -> str:

@@ -35,6 +35,7 @@ from freshcache._exceptions import (
     SerializationError,
 )
 from freshcache._keys import validate_key
+from freshcache._kinds import require_kind
 from freshcache._serializers import Serializer, get_serializer
 
 log = logging.getLogger("freshcache")
@@ -68,6 +69,7 @@ class AsyncRedisBackend(AsyncBackend):
         tag_ttl: float = 86_400.0,
         owns_client: bool = False,
     ) -> None:
+        require_kind(client, (redis.asyncio.Redis, redis.asyncio.RedisCluster), "AsyncRedisBackend")
         try:
             validate_key(namespace)
         except ValueError as exc:

@@ -36,6 +36,7 @@ from freshcache._exceptions import (
     SerializationError,
 )
 from freshcache._keys import validate_key
+from freshcache._kinds import require_kind
 from freshcache._serializers import Serializer, get_serializer
 
 log = logging.getLogger("freshcache")
@@ -69,6 +70,7 @@ class RedisBackend(Backend):
         tag_ttl: float = 86_400.0,
         owns_client: bool = False,
     ) -> None:
+        require_kind(client, (redis.Redis, redis.RedisCluster), "RedisBackend")
         try:
             validate_key(namespace)
         except ValueError as exc:
