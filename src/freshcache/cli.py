@@ -43,10 +43,11 @@ def _relay(arguments: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from freshcache import Cache, InvalidationManager
+    from freshcache.integrations.sqlalchemy._errors import reason_of
 
     table = outbox_table(MetaData(), arguments.table)
+    cache = Cache.from_url(arguments.cache_url)  # checks the URL; connects at first use
     engine = _engine(arguments.database_url, table)
-    cache = Cache.from_url(arguments.cache_url)
     manager = InvalidationManager(cache)
     relay = OutboxRelay(
         engine,
@@ -71,10 +72,10 @@ def _relay(arguments: argparse.Namespace) -> int:
             except (SQLAlchemyError, FreshcacheError, OSError) as exc:
                 relay.failed_runs += 1
                 if arguments.once:
-                    log.error("relay pass failed: %s", _first_line(exc))
+                    log.error("relay pass failed: %s", reason_of(exc))
                     return 1
                 delay = min(delay * 2, MAX_RETRY_DELAY)
-                log.warning("relay pass failed: %s; retrying in %.1f s", _first_line(exc), delay)
+                log.warning("relay pass failed: %s; retrying in %.1f s", reason_of(exc), delay)
                 stopping.wait(delay)
                 continue
             delay = arguments.interval
@@ -99,6 +100,7 @@ def _engine(url: str, table: Any) -> Any:
     from sqlalchemy import create_engine
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+    from freshcache.integrations.sqlalchemy._errors import reason_of
     from freshcache.integrations.sqlalchemy._outbox import require_outbox
 
     try:
@@ -119,18 +121,11 @@ def _engine(url: str, table: Any) -> Any:
             require_outbox(connection, table)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise _Unreachable(f"cannot reach the database at {shown}: {_first_line(exc)}") from None
+        raise _Unreachable(f"cannot reach the database at {shown}: {reason_of(exc)}") from None
     except ConfigurationError:
         engine.dispose()
         raise
     return engine
-
-
-def _first_line(exc: BaseException) -> str:
-    """The driver's own message, without SQLAlchemy's SQL, parameters and background link."""
-    original = getattr(exc, "orig", None) or exc
-    lines = [line.strip() for line in str(original).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(original).__name__
 
 
 def parser() -> argparse.ArgumentParser:

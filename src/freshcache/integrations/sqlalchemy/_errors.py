@@ -21,18 +21,18 @@ def database_errors(entity_type: str) -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise ConflictError(
-            f"{entity_type}: the database refused the write as a conflict: {_reason(exc)}"
+            f"{entity_type}: the database refused the write as a conflict: {reason_of(exc)}"
         ) from exc
     except DataError as exc:
         raise InvalidEntityError(
-            f"{entity_type}: the database refused a value: {_reason(exc)}"
+            f"{entity_type}: the database refused a value: {reason_of(exc)}"
         ) from exc
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"{entity_type}: {type(exc).__name__}: {_reason(exc)}") from exc
+        raise DatabaseError(f"{entity_type}: {type(exc).__name__}: {reason_of(exc)}") from exc
 
 
-def _reason(exc: SQLAlchemyError) -> str:
-    """The driver's own first line, without the SQL statement and its parameters."""
+def reason_of(exc: BaseException) -> str:
+    """The driver's own first line, without SQLAlchemy's SQL, parameters and background link."""
     original = getattr(exc, "orig", None) or exc
-    lines = str(original).strip().splitlines()
+    lines = [line.strip() for line in str(original).strip().splitlines() if line.strip()]
     return lines[0] if lines else type(original).__name__
