@@ -25,9 +25,6 @@ from freshcache._exceptions import ConfigurationError, FreshcacheError
 
 log = logging.getLogger("freshcache")
 
-# A pass that fails waits interval, then twice that, up to this, before the next.
-MAX_RETRY_DELAY = 30.0
-
 
 class _Unreachable(Exception):
     """The database did not answer at start."""
@@ -44,6 +41,7 @@ def _relay(arguments: argparse.Namespace) -> int:
 
     from freshcache import Cache, InvalidationManager
     from freshcache.integrations.sqlalchemy._errors import reason_of
+    from freshcache.integrations.sqlalchemy._outbox import retry_delay
 
     table = outbox_table(MetaData(), arguments.table)
     cache = Cache.from_url(arguments.cache_url)  # checks the URL; connects at first use
@@ -74,7 +72,7 @@ def _relay(arguments: argparse.Namespace) -> int:
                 if arguments.once:
                     log.error("relay pass failed: %s", reason_of(exc))
                     return 1
-                delay = min(delay * 2, MAX_RETRY_DELAY)
+                delay = retry_delay(delay)
                 log.warning("relay pass failed: %s; retrying in %.1f s", reason_of(exc), delay)
                 stopping.wait(delay)
                 continue

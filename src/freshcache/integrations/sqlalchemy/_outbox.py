@@ -33,6 +33,8 @@ from freshcache._exceptions import ConfigurationError, InvalidKeyError
 from freshcache._keys import validate_tag
 
 OUTBOX_TABLE = "freshcache_outbox"
+# A relay whose pass failed waits twice as long as before, up to this, for the next one.
+MAX_RETRY_DELAY = 30.0
 
 
 def outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE) -> Table:
@@ -84,6 +86,11 @@ def require_outbox_once(bind: Engine | Connection | None, table: Table) -> None:
         with bind.connect() as connection:
             require_outbox(connection, table)
     seen.add(table.key)
+
+
+def retry_delay(delay: float) -> float:
+    """How long a relay waits after a failed pass, given how long it waited before it."""
+    return min(delay * 2, MAX_RETRY_DELAY)
 
 
 def outbox_row(

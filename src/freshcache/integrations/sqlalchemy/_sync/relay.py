@@ -17,13 +17,15 @@ from collections import deque
 from typing import Any
 
 from sqlalchemy import Table, delete, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from freshcache._sync.manager import InvalidationManager
-from freshcache._exceptions import ConfigurationError
+from freshcache._exceptions import ConfigurationError, FreshcacheError
 from freshcache._kinds import require_kind
 from freshcache._synchronization import BackgroundTask, Event
+from freshcache.integrations.sqlalchemy._errors import reason_of
 from freshcache.integrations.sqlalchemy._orm import Engine
-from freshcache.integrations.sqlalchemy._outbox import tags_of_rows
+from freshcache.integrations.sqlalchemy._outbox import retry_delay, tags_of_rows
 
 log = logging.getLogger("freshcache")
 
@@ -87,12 +89,22 @@ class OutboxRelay:
         self.delete_applied()
 
     def _run(self) -> None:
-        while not self._closing.wait(self.interval):
+        delay = self.interval
+        while not self._closing.wait(delay):
             try:
                 self.run_once()
-            except Exception:
+            except Exception as exc:
                 self.failed_runs += 1
-                log.exception("outbox relay run failed; retrying in %.1f s", self.interval)
+                # A database down for minutes must not cost a traceback every interval.
+                delay = retry_delay(delay)
+                log.warning(
+                    "outbox relay pass failed: %s; retrying in %.2f s",
+                    reason_of(exc),
+                    delay,
+                    exc_info=not isinstance(exc, (SQLAlchemyError, FreshcacheError)),
+                )
+            else:
+                delay = self.interval
 
     def run_once(self) -> int:
         """Delete the applied rows, then apply stale ones until none is left; how many were applied.
