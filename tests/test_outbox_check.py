@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import MetaData, func, select
+from sqlalchemy import MetaData, create_engine, func, make_url, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import sessionmaker
 
@@ -18,6 +18,7 @@ from freshcache.integrations.sqlalchemy import SessionInvalidation, outbox_table
 
 from .databases import Database
 from .integrations.models import MODELS, Base, User
+from .settings import DATABASE_URL
 
 OUTBOX = outbox_table(MetaData())
 MISSING = r"the outbox table 'freshcache_outbox' does not exist in 'test': create it with outbox_table\(metadata\)\.create\(engine\)"
@@ -35,6 +36,22 @@ def test_install_on_a_bound_sessionmaker_checks_the_table(postgres: Database) ->
     assert "CREATE INDEX ix_freshcache_outbox_created_at" in str(raised.value)
     OUTBOX.create(engine)
     SessionInvalidation(manager, outbox=OUTBOX).install(sessionmaker(engine))
+    manager.close()
+    engine.dispose()
+
+
+def test_install_while_the_database_is_down_leaves_the_check_to_the_first_commit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An application may start before its database: install() logs that it could not check, and does not fail."""
+    engine = create_engine(make_url(DATABASE_URL).set(port=1))
+    manager = InvalidationManager(Cache.from_url("memory://"), rules_from_models(MODELS))
+
+    SessionInvalidation(manager, outbox=OUTBOX).install(sessionmaker(engine))
+
+    assert ["could not check the outbox table 'freshcache_outbox' now"] == [
+        record.getMessage().split(":")[0] for record in caplog.records
+    ]
     manager.close()
     engine.dispose()
 

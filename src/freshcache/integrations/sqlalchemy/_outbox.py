@@ -9,6 +9,7 @@ cache was down) is applied by the relay.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import weakref
 from collections.abc import Iterable
@@ -26,11 +27,15 @@ from sqlalchemy import (
     Text,
     inspect,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from freshcache._entries import new_token
 from freshcache._exceptions import ConfigurationError, InvalidKeyError
 from freshcache._keys import validate_tag
+from freshcache.integrations.sqlalchemy._errors import reason_of
+
+log = logging.getLogger("freshcache")
 
 OUTBOX_TABLE = "freshcache_outbox"
 # A relay whose pass failed waits twice as long as before, up to this, for the next one.
@@ -83,7 +88,13 @@ def require_outbox_once(bind: Engine | Connection | None, table: Table) -> None:
     if isinstance(bind, Connection):
         require_outbox(bind, table)
     else:
-        with bind.connect() as connection:
+        try:
+            connection = bind.connect()
+        except SQLAlchemyError as exc:
+            # An application may start before its database: its first commit checks.
+            log.warning("could not check the outbox table %r now: %s", table.name, reason_of(exc))
+            return
+        with connection:
             require_outbox(connection, table)
     seen.add(table.key)
 
