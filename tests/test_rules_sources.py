@@ -1,0 +1,129 @@
+"""Derived and written rules merge in any order, and a repository reads only tags some rule writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+
+from freshcache import Cache, ConfigurationError, InvalidationManager, Rules
+from freshcache.integrations.sqlalchemy import (
+    BaseRepository,
+    SessionInvalidation,
+    rules_from_models,
+)
+
+from .integrations.models import MODELS, Challenge, Evaluation, User
+
+CHANGES: list[tuple[str, dict[str, Any]]] = [
+    ("user", {"new": {"id": 5, "email": "a@x", "name": "Ada", "score": 1}}),
+    ("user", {"old": {"id": 5, "score": 1}, "new": {"score": 2}}),
+    ("user", {"old": {"id": 5, "name": "Ada"}, "new": {"name": "Grace"}}),
+    ("challenge", {"new": {"id": 7, "user_id": 5, "title": "t"}}),
+    ("challenge", {"old": {"id": 7, "user_id": 5, "title": "t"}, "new": {"user_id": 6}}),
+    ("evaluation", {"old": {"id": 9, "challenge_id": 7, "user_id": 5, "score": 3}}),
+]
+
+
+def own_rules(rules: Rules) -> Rules:
+    return (
+        rules.entity("user", tags=["leaderboard"], fields={"score"})
+        .entity("challenge", tags=["challenge:{id}"])
+        .relation("evaluation", "user", keys={"id": "user_id"}, fields={"score"})
+    )
+
+
+def tags_of(rules: Rules) -> list[tuple[str, ...]]:
+    return [tuple(sorted(rules.tags_for(kind, **change))) for kind, change in CHANGES]
+
+
+def test_derived_rules_merge_before_or_after_your_own() -> None:
+    """rules_from_models before or after the application's rules gives the same tags for every change."""
+    before = own_rules(rules_from_models(MODELS))
+    after = rules_from_models(MODELS, own_rules(Rules()))
+    assert tags_of(before) == tags_of(after)
+    assert "user:5" in after.tags_for("user", new={"id": 5, "email": "a", "name": "A", "score": 0})
+    assert {"challenge:7", "challenge", "user:5:challenges"} <= set(
+        after.tags_for("challenge", new={"id": 7, "user_id": 5, "title": "t"})
+    )
+
+
+def test_a_rule_both_written_and_derived_is_one_rule() -> None:
+    """Writing a rule rules_from_models derives too is no duplicate, in either order; writing it twice is."""
+    derived_first = rules_from_models(MODELS).entity("user", tags=["user:{id}", "user"])
+    written_first = rules_from_models(MODELS, Rules().entity("user", tags=["user:{id}", "user"]))
+    assert 1 == len(derived_first.rules_for("user")) == len(written_first.rules_for("user"))
+    assert 1 == len(rules_from_models(MODELS, rules_from_models(MODELS)).rules_for("user"))
+    with pytest.raises(ConfigurationError, match="duplicate rule for user"):
+        derived_first.entity("user", tags=["user", "user:{id}"])
+    with pytest.raises(ConfigurationError, match="duplicate rule for user"):
+        written_first.entity("user", tags=["user:{id}", "user"])
+
+
+def test_written_rules_are_checked_against_the_models_columns() -> None:
+    """A written rule naming a field the model does not have is refused, whether it came first or last."""
+    with pytest.raises(ConfigurationError, match="user has no field nickname"):
+        rules_from_models(MODELS, Rules().entity("user", tags=["user:{nickname}"]))
+    with pytest.raises(ConfigurationError, match="user has no field nickname"):
+        rules_from_models(MODELS).entity("user", tags=["user:{nickname}"])
+    with pytest.raises(ConfigurationError, match="columns of user are declared twice"):
+        rules_from_models(MODELS, Rules().columns("user", ["id", "name"]))
+
+
+def test_list_tags_are_derived_for_parents_not_given() -> None:
+    """rules_from_models of the children alone still touches each parent's list, the tag a repository reads."""
+    rules = rules_from_models([Challenge, Evaluation])
+    tags = rules.tags_for("challenge", new={"id": 7, "user_id": 5, "title": "t"})
+    assert "user:5:challenges" in tags
+    assert {"challenge:7:evaluations", "user:5:evaluations"} <= set(
+        rules.tags_for("evaluation", new={"id": 1, "challenge_id": 7, "user_id": 5, "score": 0})
+    )
+
+
+class Users(BaseRepository[User]):
+    model = User
+
+
+class Challenges(BaseRepository[Challenge]):
+    model = Challenge
+
+
+def hooked_sessions(rules: Rules) -> sessionmaker[Any]:
+    sessions = sessionmaker(create_engine("sqlite://"))
+    SessionInvalidation(InvalidationManager(Cache.from_url("memory://"), rules)).install(sessions)
+    return sessions
+
+
+@pytest.mark.parametrize(
+    ("rules", "repository", "tag"),
+    [
+        (rules_from_models([Challenge]), Users, "'user:{id}'"),
+        (Rules().entity("challenge", tags=["challenge:{id}", "challenge"]), Challenges,
+         "'user:{user_id}:challenges'"),
+        (Rules().entity("challenge", tags=["challenge:{id}", "user:{user_id}:challenges"]),
+         Challenges, "'challenge'"),
+        (Rules().entity("challenge", tags=["challenge:{id}", "challenge"])
+         .entity("challenge", tags=["user:{user_id}:challenges"], fields={"user_id"}),
+         Challenges, "'user:{user_id}:challenges'"),
+    ],
+)  # fmt: skip
+def test_a_repository_reading_a_tag_no_rule_writes_is_refused(
+    rules: Rules, repository: Any, tag: str
+) -> None:
+    """A repository whose tag no rule of its sessions' hooks touches on every change fails at construction, naming the tag and the fix."""
+    sessions = hooked_sessions(rules)
+    with pytest.raises(ConfigurationError, match=rf"under the tag {tag}.*rules_from_models"):
+        repository(sessions, Cache.from_url("memory://"))
+    with pytest.raises(ConfigurationError, match=rf"under the tag {tag}"):
+        repository(sessionmaker(), Cache.from_url("memory://"), rules=rules)
+
+
+def test_a_repository_on_matching_rules_is_built() -> None:
+    """Derived rules, given the repository's model (or its rules written by hand), satisfy it."""
+    Challenges(hooked_sessions(rules_from_models([Challenge])), Cache.from_url("memory://"))
+    written = Rules().entity("challenge", tags=["challenge:{id}", "challenge"])
+    written.entity("challenge", tags=["user:{user_id}:challenges"])
+    Challenges(hooked_sessions(written), Cache.from_url("memory://"))
+    Users(sessionmaker(), Cache.from_url("memory://"))  # no writer known: nothing to check against
