@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import re
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, inspect
 from sqlalchemy.orm import Mapper
 
-from freshcache._exceptions import ConfigurationError
+from freshcache._exceptions import ConfigurationError, InvalidEntityError
 from freshcache._invalidations import EntityChange
 from freshcache._rules import Rules
 
@@ -45,6 +48,37 @@ def column_keys(model: type[Any]) -> tuple[str, ...]:
     except KeyError:
         keys = _COLUMN_KEYS[model] = tuple(a.key for a in mapper_of(model).column_attrs)
         return keys
+
+
+# How a value given as text (an id from a URL) becomes what the column holds.
+_FROM_TEXT: dict[type[Any], Callable[[str], Any]] = {
+    int: int,
+    float: float,
+    decimal.Decimal: decimal.Decimal,
+    uuid.UUID: uuid.UUID,
+    datetime.date: datetime.date.fromisoformat,
+    datetime.datetime: datetime.datetime.fromisoformat,
+}
+
+
+def column_value(model: type[Any], key: str, value: Any) -> Any:
+    """``value`` as column ``key`` holds it, so that an id given as text (``"5"``, a UUID in
+    capitals) queries the same row and formats the same tag as the hooks' values."""
+    column = mapper_of(model).columns.get(key)
+    try:
+        python_type = column.type.python_type if column is not None else None
+    except NotImplementedError:
+        python_type = None
+    convert = _FROM_TEXT.get(python_type)  # type: ignore[arg-type]
+    if convert is None or not isinstance(value, str):
+        return value
+    try:
+        return convert(value)
+    except (ValueError, ArithmeticError):
+        raise InvalidEntityError(
+            f"{entity_type_of(model)}.{key} is a {python_type.__name__} column, and {value!r} "  # type: ignore[union-attr]
+            "is not one"
+        ) from None
 
 
 def load_columns(instance: Any) -> None:

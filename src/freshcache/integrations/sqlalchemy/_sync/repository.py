@@ -24,6 +24,7 @@ from freshcache._rules import Rules
 from freshcache.integrations.sqlalchemy._models import (
     check_tag_scheme,
     column_keys,
+    column_value,
     entity_type_of,
     mapper_of,
     tag_scheme,
@@ -90,7 +91,7 @@ class BaseRepository(Generic[M]):
             raise InvalidEntityError(
                 f"{self.entity_type} is identified by {', '.join(self.primary_key)}, not {id!r}"
             )
-        return dict(values)
+        return {key: column_value(self.model, key, value) for key, value in values.items()}
 
     def tag_for(self, id: Any) -> str:
         return self._entity_tag.format(self._identity(id))
@@ -134,6 +135,7 @@ class BaseRepository(Generic[M]):
             raise InvalidEntityError(
                 f"limit must be 1 to {self.list_limit} and offset 0 or more, not {limit} and {offset}"
             )
+        filters = {key: column_value(self.model, key, value) for key, value in filters.items()}
         tags = [self.entity_type, self._bulk_tag]
         if len(filters) == 1 and next(iter(filters)) in self._list_tags:
             ((key, value),) = filters.items()
