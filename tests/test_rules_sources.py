@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
-from freshcache import Cache, ConfigurationError, InvalidationManager, Rules
+from freshcache import Cache, ConfigurationError, InvalidationManager, InvalidEntityError, Rules
 from freshcache.integrations.sqlalchemy import (
     BaseRepository,
     SessionInvalidation,
@@ -127,3 +127,13 @@ def test_a_repository_on_matching_rules_is_built() -> None:
     written.entity("challenge", tags=["user:{user_id}:challenges"])
     Challenges(hooked_sessions(written), Cache.from_url("memory://"))
     Users(sessionmaker(), Cache.from_url("memory://"))  # no writer known: nothing to check against
+
+
+def test_an_id_given_as_text_takes_its_columns_type() -> None:
+    """An id given as text formats like the column's value, and text that is not one is refused before any I/O."""
+    users = Users(sessionmaker(), Cache.from_url("memory://"))
+    assert "user:5" == users.tag_for("5") == users.tag_for(5)
+    with pytest.raises(
+        InvalidEntityError, match=r"user\.id holds int values, and 'five' is not one"
+    ):
+        users.get("five")

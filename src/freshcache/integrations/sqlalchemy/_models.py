@@ -24,6 +24,7 @@ _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _ENTITY_TYPES: dict[type[Any], str] = {}
 _COLUMN_KEYS: dict[type[Any], tuple[str, ...]] = {}
 _CASCADES: dict[type[Any], tuple[tuple[type[Any], str, str, str], ...]] = {}
+_TEXT_TYPES: dict[tuple[type[Any], str], type[Any] | None] = {}
 
 
 def entity_type_of(model: type[Any]) -> str:
@@ -64,19 +65,24 @@ _FROM_TEXT: dict[type[Any], Callable[[str], Any]] = {
 def column_value(model: type[Any], key: str, value: Any) -> Any:
     """``value`` as column ``key`` holds it, so that an id given as text (``"5"``, a UUID in
     capitals) queries the same row and formats the same tag as the hooks' values."""
-    column = mapper_of(model).columns.get(key)
-    try:
-        python_type = column.type.python_type if column is not None else None
-    except NotImplementedError:
-        python_type = None
-    convert = _FROM_TEXT.get(python_type)  # type: ignore[arg-type]
-    if convert is None or not isinstance(value, str):
+    if not isinstance(value, str):
         return value
     try:
-        return convert(value)
+        python_type = _TEXT_TYPES[(model, key)]
+    except KeyError:
+        column = mapper_of(model).columns.get(key)
+        try:
+            python_type = column.type.python_type if column is not None else None
+        except NotImplementedError:
+            python_type = None
+        python_type = _TEXT_TYPES[(model, key)] = python_type if python_type in _FROM_TEXT else None
+    if python_type is None:
+        return value
+    try:
+        return _FROM_TEXT[python_type](value)
     except (ValueError, ArithmeticError):
         raise InvalidEntityError(
-            f"{entity_type_of(model)}.{key} is a {python_type.__name__} column, and {value!r} "  # type: ignore[union-attr]
+            f"{entity_type_of(model)}.{key} holds {python_type.__name__} values, and {value!r} "
             "is not one"
         ) from None
 
