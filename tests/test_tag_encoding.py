@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from freshcache import InvalidKeyError, Rules, Template, validate_key, validate_tag
 from freshcache._keys import (
@@ -206,3 +207,30 @@ def test_rules_encode_like_the_repository_and_the_manager() -> None:
         "owner:Zo%C3%AB%20%C3%9Cnal:docs",
     ) == tags
     assert tags[0] == Template("doc:{id}", kind="tag").format({"id": key})
+
+
+SAMPLES: dict[type[Any], Any] = {
+    int: -12, str: "Zoë {x}", bool: False, bytes: b"\x00\xff", uuid.UUID: uuid.UUID(int=5),
+    decimal.Decimal: decimal.Decimal("-1.25"), float: 2.5, datetime.date: datetime.date(2024, 2, 29),
+    datetime.datetime: datetime.datetime(2024, 2, 29, 23, 59, 59, 5), datetime.time: datetime.time(1, 2),
+    datetime.timedelta: datetime.timedelta(hours=-3), Color: Color.GREEN,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "column_type",
+    [sa.Integer(), sa.BigInteger(), sa.SmallInteger(), sa.String(10), sa.Text(), sa.Unicode(10),
+     sa.Uuid(), sa.LargeBinary(), sa.Date(), sa.DateTime(), sa.DateTime(timezone=True), sa.Time(),
+     sa.Interval(), sa.Numeric(10, 2), sa.Float(), sa.Boolean(), sa.Enum(Color)],
+    ids=repr,
+)  # fmt: skip
+def test_every_default_column_type_formats_into_a_tag(
+    column_type: sa.types.TypeEngine[Any],
+) -> None:
+    """A value of each column type SQLAlchemy maps by default makes a valid tag that decodes back to it."""
+    python_type = column_type.python_type
+    value = SAMPLES[python_type]
+    tag = Template("row:{id}:{id2}", kind="tag").format({"id": value, "id2": value})
+    text = tag.split(":")[1]
+    assert tag == validate_tag(tag)
+    assert value == decode_value(text, python_type)

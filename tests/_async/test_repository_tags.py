@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import ForeignKey, MetaData, String, text
+from sqlalchemy import ForeignKey, MetaData, Numeric, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from freshcache import AsyncCache, AsyncInvalidationManager, ConfigurationError, Rules
@@ -49,6 +51,16 @@ class Page(Base):
     title: Mapped[str] = mapped_column(String(200))
 
 
+class Entry(Base):
+    """Keyed by a date, a Numeric and text together."""
+
+    __tablename__ = "entries"
+    day: Mapped[datetime.date] = mapped_column(primary_key=True)
+    amount: Mapped[decimal.Decimal] = mapped_column(Numeric(10, 2), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    note: Mapped[str] = mapped_column(String(100))
+
+
 class Tally(Base):
     """Keyed by an int that callers may give as text."""
 
@@ -58,6 +70,7 @@ class Tally(Base):
 
 
 OUTBOX = outbox_table(Base.metadata)
+PICKLE_KEY = b"freshcache tests: a pickle key"
 SLUGS = ["Zoë Ünal's page", "50% {x}*?[a]:b", "中文 页面", "a" * 40 + " é" * 200]
 
 
@@ -67,6 +80,10 @@ class Accounts(AsyncBaseRepository[Account]):
 
 class Pages(AsyncBaseRepository[Page]):
     model = Page
+
+
+class Entries(AsyncBaseRepository[Entry]):
+    model = Entry
 
 
 class Tallies(AsyncBaseRepository[Tally]):
@@ -85,8 +102,11 @@ class Stack:
 async def stack(postgres: Database, redis_url: str, namespace: str) -> AsyncIterator[Stack]:
     engine = postgres.async_engine()
     await async_create_tables(engine, Base.metadata)
-    cache = AsyncCache.from_url(f"{redis_url}?namespace={namespace}")
-    manager = AsyncInvalidationManager(cache, rules_from_models([Account, Page, Tally]))
+    # Pickled: the rows hold dates and Decimals, which are the keys' business here, not JSON's.
+    cache = AsyncCache.from_url(
+        f"{redis_url}?namespace={namespace}", serializer="pickle", pickle_key=PICKLE_KEY
+    )
+    manager = AsyncInvalidationManager(cache, rules_from_models([Account, Page, Entry, Tally]))
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     SessionInvalidation(manager, mode="strict", outbox=OUTBOX).install(sessions)
     yield Stack(cache, manager, sessions, engine)
@@ -151,6 +171,27 @@ async def test_the_managers_invalidation_reaches_the_repositorys_entry(stack: St
     old = {"slug": slug, "account_id": None, "title": "first"}
     await stack.manager.invalidate_entity("page", old=old, new={"title": "second"})
     assert "second" == getattr(await pages.get(slug), "title", None)
+
+
+async def test_composite_keys_of_dates_decimals_and_text_commit_and_invalidate(
+    stack: Stack,
+) -> None:
+    """A (date, Numeric, text) key commits, and the entity read by equal values in any form is invalidated by the hooks."""
+    entries = Entries(stack.sessions, stack.cache)
+    day, label = datetime.date(2024, 1, 5), "Zoë: a b"
+    assert None is await entries.get((day, decimal.Decimal("1.5"), label))
+    async with stack.sessions() as session, session.begin():
+        session.add(Entry(day=day, amount=decimal.Decimal("1.50"), label=label, note="first"))
+    same = [(day, decimal.Decimal("1.5"), label), ("2024-01-05", "1.50", label)]
+    for key in same:
+        assert "first" == getattr(await entries.get(key), "note", None)
+    assert 1 == len({entries.tag_for(key) for key in same})
+    async with stack.sessions() as session, session.begin():
+        stored = await session.get(Entry, (day, decimal.Decimal("1.50"), label))
+        assert stored is not None
+        stored.note = "second"
+    for key in same:
+        assert "second" == getattr(await entries.get(key), "note", None)
 
 
 async def test_an_int_key_given_as_text_is_the_same_entity(stack: Stack) -> None:

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import ForeignKey, MetaData, String, text
+from sqlalchemy import ForeignKey, MetaData, Numeric, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from freshcache import Cache, InvalidationManager, ConfigurationError, Rules
@@ -50,6 +52,16 @@ class Page(Base):
     title: Mapped[str] = mapped_column(String(200))
 
 
+class Entry(Base):
+    """Keyed by a date, a Numeric and text together."""
+
+    __tablename__ = "entries"
+    day: Mapped[datetime.date] = mapped_column(primary_key=True)
+    amount: Mapped[decimal.Decimal] = mapped_column(Numeric(10, 2), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    note: Mapped[str] = mapped_column(String(100))
+
+
 class Tally(Base):
     """Keyed by an int that callers may give as text."""
 
@@ -59,6 +71,7 @@ class Tally(Base):
 
 
 OUTBOX = outbox_table(Base.metadata)
+PICKLE_KEY = b"freshcache tests: a pickle key"
 SLUGS = ["Zoë Ünal's page", "50% {x}*?[a]:b", "中文 页面", "a" * 40 + " é" * 200]
 
 
@@ -68,6 +81,10 @@ class Accounts(BaseRepository[Account]):
 
 class Pages(BaseRepository[Page]):
     model = Page
+
+
+class Entries(BaseRepository[Entry]):
+    model = Entry
 
 
 class Tallies(BaseRepository[Tally]):
@@ -86,8 +103,11 @@ class Stack:
 def stack(postgres: Database, redis_url: str, namespace: str) -> Iterator[Stack]:
     engine = postgres.engine()
     create_tables(engine, Base.metadata)
-    cache = Cache.from_url(f"{redis_url}?namespace={namespace}")
-    manager = InvalidationManager(cache, rules_from_models([Account, Page, Tally]))
+    # Pickled: the rows hold dates and Decimals, which are the keys' business here, not JSON's.
+    cache = Cache.from_url(
+        f"{redis_url}?namespace={namespace}", serializer="pickle", pickle_key=PICKLE_KEY
+    )
+    manager = InvalidationManager(cache, rules_from_models([Account, Page, Entry, Tally]))
     sessions = sessionmaker(engine, expire_on_commit=False)
     SessionInvalidation(manager, mode="strict", outbox=OUTBOX).install(sessions)
     yield Stack(cache, manager, sessions, engine)
@@ -152,6 +172,27 @@ def test_the_managers_invalidation_reaches_the_repositorys_entry(stack: Stack) -
     old = {"slug": slug, "account_id": None, "title": "first"}
     stack.manager.invalidate_entity("page", old=old, new={"title": "second"})
     assert "second" == getattr(pages.get(slug), "title", None)
+
+
+def test_composite_keys_of_dates_decimals_and_text_commit_and_invalidate(
+    stack: Stack,
+) -> None:
+    """A (date, Numeric, text) key commits, and the entity read by equal values in any form is invalidated by the hooks."""
+    entries = Entries(stack.sessions, stack.cache)
+    day, label = datetime.date(2024, 1, 5), "Zoë: a b"
+    assert None is entries.get((day, decimal.Decimal("1.5"), label))
+    with stack.sessions() as session, session.begin():
+        session.add(Entry(day=day, amount=decimal.Decimal("1.50"), label=label, note="first"))
+    same = [(day, decimal.Decimal("1.5"), label), ("2024-01-05", "1.50", label)]
+    for key in same:
+        assert "first" == getattr(entries.get(key), "note", None)
+    assert 1 == len({entries.tag_for(key) for key in same})
+    with stack.sessions() as session, session.begin():
+        stored = session.get(Entry, (day, decimal.Decimal("1.50"), label))
+        assert stored is not None
+        stored.note = "second"
+    for key in same:
+        assert "second" == getattr(entries.get(key), "note", None)
 
 
 def test_an_int_key_given_as_text_is_the_same_entity(stack: Stack) -> None:
