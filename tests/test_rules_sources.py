@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import JSON, MetaData, create_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from freshcache import Cache, ConfigurationError, InvalidationManager, InvalidEntityError, Rules
 from freshcache.integrations.sqlalchemy import (
@@ -137,3 +137,25 @@ def test_an_id_given_as_text_takes_its_columns_type() -> None:
         InvalidEntityError, match=r"user\.id holds int values, and 'five' is not one"
     ):
         users.get("five")
+
+
+class OtherBase(DeclarativeBase):
+    metadata = MetaData()
+
+
+class Setting(OtherBase):
+    __tablename__ = "settings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+def test_a_placeholder_on_a_column_no_tag_can_hold_is_refused_at_start() -> None:
+    """A written rule formatting a JSON column is refused when rules meet the model, in either order, not at a commit."""
+    with pytest.raises(
+        ConfigurationError, match=r"'setting:\{data\}' formats data, a field of type object"
+    ):
+        rules_from_models([Setting], Rules().entity("setting", tags=["setting:{data}"]))
+    with pytest.raises(
+        ConfigurationError, match=r"'setting:\{data\}' formats data, a field of type object"
+    ):
+        rules_from_models([Setting]).entity("setting", tags=["setting:{data}"])

@@ -134,9 +134,16 @@ _DIGEST_LENGTH = len(_DIGEST) + 64
 # A literal between two placeholders needs one of these, or "{a}-{b}" would give "x-y-z"
 # for both ("x-y", "z") and ("x", "y-z"): no encoded value contains them.
 _SEPARATORS = frozenset("\"#$&'()+,/:;<=>@^`|")
-_ENCODED_TYPES = (
+ENCODED_TYPES = (
     "str, int, bool, None, bytes, UUID, Decimal, float, datetime, date, time, timedelta, Enum"
 )
+_ENCODED_CLASSES = (str, int, bytes, bytearray, memoryview, uuid.UUID, decimal.Decimal, float,
+                    datetime.date, datetime.time, datetime.timedelta, enum.Enum)  # fmt: skip
+
+
+def encodes(kind: type[Any]) -> bool:
+    """Whether :func:`encode_value` takes values of this type."""
+    return issubclass(kind, _ENCODED_CLASSES)
 
 
 def encode_value(value: object) -> str:
@@ -191,7 +198,7 @@ def _encode_other(value: object) -> str:
         return f"{value // datetime.timedelta(microseconds=1)}us"
     raise InvalidKeyError(
         f"a {type(value).__name__} ({value!r:.60}) cannot go into a key or tag; "
-        f"placeholders take {_ENCODED_TYPES}"
+        f"placeholders take {ENCODED_TYPES}"
     )
 
 

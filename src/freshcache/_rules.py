@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._exceptions import ConfigurationError, InvalidKeyError
-from ._keys import Template
+from ._keys import ENCODED_TYPES, Template, encodes
 
 _ENTITY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
@@ -99,14 +99,23 @@ class Rules:
         self._rules: dict[str, list[Rule]] = {}
         self._relations: dict[str, list[Relation]] = {}
         self._columns: dict[str, frozenset[str]] = {}
+        self._types: dict[str, dict[str, type[Any]]] = {}
 
     # Registration
 
-    def columns(self, entity_type: str, names: Iterable[str]) -> Rules:
-        """Declare an entity's fields; its rules' placeholders and fields are then checked against them."""
+    def columns(
+        self, entity_type: str, names: Iterable[str] | Mapping[str, type[Any] | None]
+    ) -> Rules:
+        """Declare an entity's fields; its rules' placeholders and fields are then checked against them.
+
+        Given as ``{name: type}``, a placeholder on a field whose values cannot go into a
+        tag (a JSON column's dict) is refused too, here rather than at the first commit.
+        """
         entity_type = _check_entity(entity_type)
         declared = _check_fields(names, f"columns of {entity_type}")
         assert declared is not None
+        if isinstance(names, Mapping):
+            self._types[entity_type] = {k: v for k, v in names.items() if v is not None}
         before = self._columns.get(entity_type, declared)
         if before != declared:
             raise ConfigurationError(
@@ -257,6 +266,14 @@ class Rules:
             raise ConfigurationError(
                 f"{entity_type} has no field {', '.join(sorted(unknown))}; its fields are {', '.join(sorted(known))}"
             )
+        types = self._types.get(entity_type, {})
+        for template in templates:
+            for name in template.fields:
+                if name in types and not encodes(types[name]):
+                    raise ConfigurationError(
+                        f"{entity_type}: tag {template.text!r} formats {name}, a field of "
+                        f"type {types[name].__name__}; placeholders take {ENCODED_TYPES}"
+                    )
 
     # Questions
 

@@ -87,6 +87,17 @@ def column_value(model: type[Any], key: str, value: Any) -> Any:
         ) from None
 
 
+def column_types(model: type[Any]) -> dict[str, type[Any] | None]:
+    """Each column attribute's Python type (None where its type does not say)."""
+    types: dict[str, type[Any] | None] = {}
+    for attribute in mapper_of(model).column_attrs:
+        try:
+            types[attribute.key] = attribute.columns[0].type.python_type
+        except NotImplementedError:
+            types[attribute.key] = None
+    return types
+
+
 def load_columns(instance: Any) -> None:
     """Load the column values an instance does not hold (expired after a commit, deferred).
 
@@ -274,7 +285,7 @@ def rules_from_models(models: Iterable[type[Any]], rules: Rules | None = None) -
     models = list(models)
     for model in models:
         scheme = tag_scheme(model)
-        rules.columns(scheme.entity_type, column_keys(model))
+        rules.columns(scheme.entity_type, column_types(model))
         rules.derive(scheme.entity_type, tags=[scheme.entity, scheme.wide])
         for template in scheme.lists.values():
             rules.derive(scheme.entity_type, tags=[template])
