@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, MetaData, create_engine
+from sqlalchemy import JSON, ForeignKey, MetaData, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from freshcache import Cache, ConfigurationError, InvalidationManager, InvalidEntityError, Rules
+from freshcache import (
+    Cache,
+    ConfigurationError,
+    InvalidationManager,
+    InvalidEntityError,
+    InvalidKeyError,
+    Rules,
+)
 from freshcache.integrations.sqlalchemy import (
     BaseRepository,
     SessionInvalidation,
@@ -159,3 +167,22 @@ def test_a_placeholder_on_a_column_no_tag_can_hold_is_refused_at_start() -> None
         ConfigurationError, match=r"'setting:\{data\}' formats data, a field of type object"
     ):
         rules_from_models([Setting]).entity("setting", tags=["setting:{data}"])
+
+
+class Device(OtherBase):
+    __tablename__ = "devices"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    setting_id: Mapped[int | None] = mapped_column(ForeignKey("settings.id"))
+
+
+def test_values_given_as_text_format_as_their_fields_type() -> None:
+    """Rules with the models' types format a UUID or an int given as text as the hooks' values."""
+    rules = rules_from_models([Setting, Device])
+    key = uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+    typed = rules.tags_for("device", old={"id": key, "setting_id": 5})
+    assert typed == rules.tags_for("device", old={"id": str(key).upper(), "setting_id": "5"})
+    assert f"device:{key}" in typed
+    with pytest.raises(
+        InvalidKeyError, match=r"device\.id holds UUID values, and 'abc' is not one"
+    ):
+        rules.tags_for("device", old={"id": "abc", "setting_id": None})

@@ -232,6 +232,26 @@ def decode_value(text: str, kind: type[Any]) -> Any:
     return kind(plain)
 
 
+# How a value given as text (an id from a URL) becomes the type its field holds.
+_FROM_TEXT: dict[type[Any], Any] = {
+    int: int,
+    float: float,
+    decimal.Decimal: decimal.Decimal,
+    uuid.UUID: uuid.UUID,
+    datetime.date: datetime.date.fromisoformat,
+    datetime.datetime: datetime.datetime.fromisoformat,
+}
+
+
+def parse_text(text: str, kind: type[Any]) -> Any:
+    """``text`` as a ``kind`` (``"5"`` -> 5, a UUID's text -> UUID), or as it is for other types.
+
+    Raises ValueError or ArithmeticError when the text is not one.
+    """
+    parse = _FROM_TEXT.get(kind)
+    return text if parse is None else parse(text)
+
+
 class Template:
     """A key or tag with ``{name}`` placeholders, such as ``"user:{id}:challenges"``.
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, overload
 
 from ._exceptions import ConfigurationError, InvalidKeyError
-from ._keys import ENCODED_TYPES, Template, encodes
+from ._keys import ENCODED_TYPES, Template, encodes, parse_text
 
 _ENTITY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
@@ -320,6 +320,7 @@ class Rules:
             raise ConfigurationError(
                 f"a change of {entity_type} needs new= (insert), old= (delete) or both (update)"
             )
+        new, old = self._typed(entity_type, new), self._typed(entity_type, old)
         changed_set: frozenset[str] | None
         if new is not None and old is not None:
             new = {**old, **new}
@@ -370,6 +371,7 @@ class Rules:
         field not given are skipped; none at all is an error.
         """
         self.require(entity_type)
+        values = self._typed(entity_type, values)
         tags: dict[str, None] = {}
         for rule in self._rules.get(entity_type, ()):
             for template in rule.tags:
@@ -386,6 +388,31 @@ class Rules:
                 f"no tag of {entity_type}'s rules can be filled from {', '.join(sorted(values)) or 'no values'}"
             )
         return tuple(tags)
+
+    @overload
+    def _typed(self, entity_type: str, values: Mapping[str, Any]) -> Mapping[str, Any]: ...
+    @overload
+    def _typed(self, entity_type: str, values: None) -> None: ...
+
+    def _typed(
+        self, entity_type: str, values: Mapping[str, Any] | None
+    ) -> Mapping[str, Any] | None:
+        """Values given as text for a typed field (a UUID's text, ``"5"``) as the field holds them,
+        so that they format the tags the hooks' values do."""
+        types = self._types.get(entity_type)
+        if not types or values is None:
+            return values
+        typed = dict(values)
+        for name, value in values.items():
+            kind = types.get(name)
+            if kind is not None and isinstance(value, str) and not issubclass(kind, str):
+                try:
+                    typed[name] = parse_text(value, kind)
+                except (ValueError, ArithmeticError):
+                    raise InvalidKeyError(
+                        f"{entity_type}.{name} holds {kind.__name__} values, and {value!r} is not one"
+                    ) from None
+        return typed
 
     @staticmethod
     def _format(entity_type: str, template: Template, values: Mapping[str, Any]) -> str | None:

@@ -133,6 +133,12 @@ async def test_uuid_keys_commit_and_invalidate(stack: Stack) -> None:
     assert account is not None
     assert "Grace" == account.name
     assert accounts.tag_for(key) == accounts.tag_for(str(key).upper())
+    async with stack.engine.begin() as connection:  # past the hooks: the manager is told
+        await connection.execute(
+            text("UPDATE accounts SET name = 'Hedy' WHERE id = :id"), {"id": key}
+        )
+    await stack.manager.invalidate_entity("account", old={"id": str(key).upper(), "name": "x"})
+    assert "Hedy" == getattr(await accounts.get(key), "name", None)
 
 
 @pytest.mark.parametrize("slug", SLUGS, ids=["accents", "syntax", "cjk", "long"])

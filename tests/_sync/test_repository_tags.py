@@ -134,6 +134,12 @@ def test_uuid_keys_commit_and_invalidate(stack: Stack) -> None:
     assert account is not None
     assert "Grace" == account.name
     assert accounts.tag_for(key) == accounts.tag_for(str(key).upper())
+    with stack.engine.begin() as connection:  # past the hooks: the manager is told
+        connection.execute(
+            text("UPDATE accounts SET name = 'Hedy' WHERE id = :id"), {"id": key}
+        )
+    stack.manager.invalidate_entity("account", old={"id": str(key).upper(), "name": "x"})
+    assert "Hedy" == getattr(accounts.get(key), "name", None)
 
 
 @pytest.mark.parametrize("slug", SLUGS, ids=["accents", "syntax", "cjk", "long"])

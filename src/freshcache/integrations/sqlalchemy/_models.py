@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import re
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -15,6 +12,7 @@ from sqlalchemy.orm import Mapper
 
 from freshcache._exceptions import ConfigurationError, InvalidEntityError
 from freshcache._invalidations import EntityChange
+from freshcache._keys import parse_text
 from freshcache._rules import Rules
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -51,17 +49,6 @@ def column_keys(model: type[Any]) -> tuple[str, ...]:
         return keys
 
 
-# How a value given as text (an id from a URL) becomes what the column holds.
-_FROM_TEXT: dict[type[Any], Callable[[str], Any]] = {
-    int: int,
-    float: float,
-    decimal.Decimal: decimal.Decimal,
-    uuid.UUID: uuid.UUID,
-    datetime.date: datetime.date.fromisoformat,
-    datetime.datetime: datetime.datetime.fromisoformat,
-}
-
-
 def column_value(model: type[Any], key: str, value: Any) -> Any:
     """``value`` as column ``key`` holds it, so that an id given as text (``"5"``, a UUID in
     capitals) queries the same row and formats the same tag as the hooks' values."""
@@ -75,11 +62,13 @@ def column_value(model: type[Any], key: str, value: Any) -> Any:
             python_type = column.type.python_type if column is not None else None
         except NotImplementedError:
             python_type = None
-        python_type = _TEXT_TYPES[(model, key)] = python_type if python_type in _FROM_TEXT else None
+        python_type = _TEXT_TYPES[(model, key)] = (
+            None if python_type is None or issubclass(python_type, str) else python_type
+        )
     if python_type is None:
         return value
     try:
-        return _FROM_TEXT[python_type](value)
+        return parse_text(value, python_type)
     except (ValueError, ArithmeticError):
         raise InvalidEntityError(
             f"{entity_type_of(model)}.{key} holds {python_type.__name__} values, and {value!r} "
