@@ -65,7 +65,7 @@ DISTINCT_VALUES: dict[type[Any], list[Any]] = {
     uuid.UUID: [uuid.UUID(int=0), uuid.UUID(int=1), uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")],
     decimal.Decimal: [decimal.Decimal(text) for text in
                       ["0", "1.5", "-1.5", "0.001", "1E+30", "1.2345678901234567890123456789012345",
-                       "1.2345678901234567890123456789012346", "NaN", "Infinity", "-Infinity"]],
+                       "1.2345678901234567890123456789012346", "NaN", "1E+999999999", "-2.50E-999999999", "Infinity", "-Infinity"]],
     float: [0.0, float("nan"), 0.1, -0.1, 1.5, 1e-05, 1e300, 2.0**60, float("inf"), float("-inf")],
     datetime.date: [datetime.date(2024, 1, 5), datetime.date(1, 1, 1), datetime.date(9999, 12, 31)],
     datetime.datetime: [datetime.datetime(2024, 1, 5, 10, 0), datetime.datetime(2024, 1, 5, 10, 0, 0, 1),
@@ -116,6 +116,11 @@ def test_none_has_a_text_no_other_value_has() -> None:
         ([Level.HIGH, 2], "2"),
         ([decimal.Decimal("1.5"), decimal.Decimal("1.50"), decimal.Decimal("15E-1"), 1.5], "1.5"),
         ([decimal.Decimal("0"), decimal.Decimal("-0.00"), 0, -0.0], "0"),
+        ([decimal.Decimal("1E+2000"), decimal.Decimal("10.0E+1999")], "1E2000"),
+        (
+            [decimal.Decimal("-2.50E-999999999"), decimal.Decimal("-25E-1000000000")],
+            "-25E-1000000000",
+        ),
         (
             [
                 datetime.datetime(2024, 1, 5, 12, 0, tzinfo=datetime.timezone.utc),

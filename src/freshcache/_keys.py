@@ -205,11 +205,19 @@ def _encode_other(value: object) -> str:
 def _decimal_text(value: decimal.Decimal) -> str:
     if not value.is_finite():
         return str(value)  # NaN, sNaN, Infinity, -Infinity: no character to encode
+    if value.is_zero():
+        return "0"
     # Not normalize(): it rounds to the context's precision, and two values would meet.
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if -1000 <= exponent and value.adjusted() <= 1000:
+        text = format(value, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    # Far from 1, plain digits would run to millions: the digits without trailing zeros
+    # and the exponent (plain text never holds an "E").
+    significant = "".join(map(str, digits)).rstrip("0")
+    exponent += len(digits) - len(significant)
+    return f"{'-' if sign else ''}{significant}E{exponent}"
 
 
 def decode_value(text: str, kind: type[Any]) -> Any:
