@@ -41,8 +41,8 @@ class BaseRepository(Generic[M]):
 
     Instances returned are detached copies built from cached values: change them through
     ``update``, not by setting attributes. Its tags are those ``rules_from_models`` derives;
-    construction fails if the rules of the hooks on ``sessions`` (or ``rules``, given) do
-    not touch each of them on every change.
+    construction fails if the rules of the hooks installed on ``sessions`` (install them
+    first), or ``rules`` when given, do not touch each of them on every change.
     """
 
     model: ClassVar[type[Any]]
