@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, overload
 
 from ._exceptions import ConfigurationError, InvalidKeyError
-from ._keys import Template
+from ._keys import ENCODED_TYPES, Template, encodes, parse_text
 
 _ENTITY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
@@ -28,6 +28,13 @@ class Rule:
     entity: str
     tags: tuple[Template, ...]
     fields: frozenset[str] | None = None
+    # Derived from a model (rules_from_models) rather than written: the same rule written
+    # as well is one rule, whichever came first.
+    derived: bool = field(default=False, compare=False)
+
+    @property
+    def texts(self) -> frozenset[str]:
+        return frozenset(template.text for template in self.tags)
 
     def fires(self, changed: frozenset[str] | None) -> bool:
         return self.fields is None or changed is None or not self.fields.isdisjoint(changed)
@@ -41,6 +48,7 @@ class Relation:
     parent: str
     keys: tuple[tuple[str, str], ...]  # (parent field, child field)
     fields: frozenset[str] | None = None
+    derived: bool = field(default=False, compare=False)
 
     def fires(self, changed: frozenset[str] | None) -> bool:
         return self.fields is None or changed is None or not self.fields.isdisjoint(changed)
@@ -91,14 +99,29 @@ class Rules:
         self._rules: dict[str, list[Rule]] = {}
         self._relations: dict[str, list[Relation]] = {}
         self._columns: dict[str, frozenset[str]] = {}
+        self._types: dict[str, dict[str, type[Any]]] = {}
 
     # Registration
 
-    def columns(self, entity_type: str, names: Iterable[str]) -> Rules:
-        """Declare an entity's fields; its rules' placeholders and fields are then checked against them."""
+    def columns(
+        self, entity_type: str, names: Iterable[str] | Mapping[str, type[Any] | None]
+    ) -> Rules:
+        """Declare an entity's fields; its rules' placeholders and fields are then checked against them.
+
+        Given as ``{name: type}``, a placeholder on a field whose values cannot go into a
+        tag (a JSON column's dict) is refused too, here rather than at the first commit.
+        """
         entity_type = _check_entity(entity_type)
         declared = _check_fields(names, f"columns of {entity_type}")
         assert declared is not None
+        if isinstance(names, Mapping):
+            self._types[entity_type] = {k: v for k, v in names.items() if v is not None}
+        before = self._columns.get(entity_type, declared)
+        if before != declared:
+            raise ConfigurationError(
+                f"columns of {entity_type} are declared twice, differently: "
+                f"{', '.join(sorted(before))} and {', '.join(sorted(declared))}"
+            )
         self._columns[entity_type] = declared
         for rule in self._rules.get(entity_type, ()):
             self._check_known(entity_type, rule.tags, rule.fields)
@@ -113,7 +136,21 @@ class Rules:
     def entity(
         self, entity_type: str, *, tags: Iterable[str], fields: Iterable[str] | None = None
     ) -> Rules:
-        """Changes of ``entity_type`` (of ``fields``, or any) touch ``tags`` (templates)."""
+        """Changes of ``entity_type`` (of ``fields``, or any) touch ``tags`` (templates).
+
+        The same rule written twice is an error; a rule that ``rules_from_models`` derives
+        as well, before or after, is one rule.
+        """
+        return self._add_rule(entity_type, tags, fields, derived=False)
+
+    def _add_rule(
+        self,
+        entity_type: str,
+        tags: Iterable[str],
+        fields: Iterable[str] | None,
+        *,
+        derived: bool,
+    ) -> Rules:
         entity_type = _check_entity(entity_type)
         if isinstance(tags, str):
             raise ConfigurationError(
@@ -127,16 +164,18 @@ class Rules:
             raise ConfigurationError(f"rule for {entity_type}: give at least one tag")
         field_set = _check_fields(fields, f"rule for {entity_type}")
         self._check_known(entity_type, templates, field_set)
-        rule = Rule(entity_type, templates, field_set)
+        rule = Rule(entity_type, templates, field_set, derived)
         existing = self._rules.setdefault(entity_type, [])
-        for other in existing:
-            if {t.text for t in other.tags} == {
-                t.text for t in templates
-            } and other.fields == field_set:
+        for index, other in enumerate(existing):
+            if other.texts != rule.texts or other.fields != field_set:
+                continue
+            if not (derived or other.derived):
                 raise ConfigurationError(
                     f"duplicate rule for {entity_type}: tags {[t.text for t in templates]} "
                     f"on {'any change' if field_set is None else sorted(field_set)} are registered already"
                 )
+            existing[index] = replace(other, derived=derived and other.derived)
+            return self
         existing.append(rule)
         return self
 
@@ -153,6 +192,17 @@ class Rules:
         ``rules.relation("evaluation", "challenge", keys={"id": "challenge_id"})``: an
         evaluation's change touches every challenge tag formatted from ``{id}``.
         """
+        return self._add_relation(child, parent, keys, fields, derived=False)
+
+    def _add_relation(
+        self,
+        child: str,
+        parent: str,
+        keys: Mapping[str, str],
+        fields: Iterable[str] | None,
+        *,
+        derived: bool,
+    ) -> Rules:
         child, parent = _check_entity(child), _check_entity(parent)
         if not keys or not isinstance(keys, Mapping):
             raise ConfigurationError(
@@ -172,11 +222,34 @@ class Rules:
                 raise ConfigurationError(
                     f"relation {child} -> {parent}: {parent} has no field {', '.join(sorted(missing))}"
                 )
-        relation = Relation(child, parent, pairs, field_set)
+        relation = Relation(child, parent, pairs, field_set, derived)
         existing = self._relations.setdefault(child, [])
         if relation in existing:
-            raise ConfigurationError(f"duplicate relation {child} -> {parent} by {dict(pairs)}")
+            index = existing.index(relation)
+            if not (derived or existing[index].derived):
+                raise ConfigurationError(f"duplicate relation {child} -> {parent} by {dict(pairs)}")
+            existing[index] = replace(existing[index], derived=derived and existing[index].derived)
+            return self
         existing.append(relation)
+        return self
+
+    def derive(
+        self,
+        entity_type: str,
+        *,
+        tags: Iterable[str] = (),
+        relations: Iterable[tuple[str, Mapping[str, str]]] = (),
+    ) -> Rules:
+        """Add a rule (on any change) and relations derived from a model, merged with what is there.
+
+        What ``rules_from_models`` calls: a derived rule or relation equal to one already
+        registered, written or derived, is that one, not a duplicate.
+        """
+        tags = list(tags)
+        if tags:
+            self._add_rule(entity_type, tags, None, derived=True)
+        for parent, keys in relations:
+            self._add_relation(entity_type, parent, keys, None, derived=True)
         return self
 
     def _check_known(
@@ -193,6 +266,14 @@ class Rules:
             raise ConfigurationError(
                 f"{entity_type} has no field {', '.join(sorted(unknown))}; its fields are {', '.join(sorted(known))}"
             )
+        types = self._types.get(entity_type, {})
+        for template in templates:
+            for name in template.fields:
+                if name in types and not encodes(types[name]):
+                    raise ConfigurationError(
+                        f"{entity_type}: tag {template.text!r} formats {name}, a field of "
+                        f"type {types[name].__name__}; placeholders take {ENCODED_TYPES}"
+                    )
 
     # Questions
 
@@ -207,6 +288,13 @@ class Rules:
             raise ConfigurationError(
                 f"no rules for entity type {entity_type!r}; known types: {known}"
             )
+
+    def touches_on_every_change(self, entity_type: str, template: str) -> bool:
+        """Whether a rule touches the tag ``template`` (its text, ``"user:{id}"``) on any change of the type."""
+        return any(
+            rule.fields is None and template in rule.texts
+            for rule in self._rules.get(entity_type, ())
+        )
 
     def rules_for(self, entity_type: str) -> tuple[Rule, ...]:
         return tuple(self._rules.get(entity_type, ()))
@@ -232,6 +320,7 @@ class Rules:
             raise ConfigurationError(
                 f"a change of {entity_type} needs new= (insert), old= (delete) or both (update)"
             )
+        new, old = self._typed(entity_type, new), self._typed(entity_type, old)
         changed_set: frozenset[str] | None
         if new is not None and old is not None:
             new = {**old, **new}
@@ -282,6 +371,7 @@ class Rules:
         field not given are skipped; none at all is an error.
         """
         self.require(entity_type)
+        values = self._typed(entity_type, values)
         tags: dict[str, None] = {}
         for rule in self._rules.get(entity_type, ()):
             for template in rule.tags:
@@ -298,6 +388,31 @@ class Rules:
                 f"no tag of {entity_type}'s rules can be filled from {', '.join(sorted(values)) or 'no values'}"
             )
         return tuple(tags)
+
+    @overload
+    def _typed(self, entity_type: str, values: Mapping[str, Any]) -> Mapping[str, Any]: ...
+    @overload
+    def _typed(self, entity_type: str, values: None) -> None: ...
+
+    def _typed(
+        self, entity_type: str, values: Mapping[str, Any] | None
+    ) -> Mapping[str, Any] | None:
+        """Values given as text for a typed field (a UUID's text, ``"5"``) as the field holds them,
+        so that they format the tags the hooks' values do."""
+        types = self._types.get(entity_type)
+        if not types or values is None:
+            return values
+        typed = dict(values)
+        for name, value in values.items():
+            kind = types.get(name)
+            if kind is not None and isinstance(value, str) and not issubclass(kind, str):
+                try:
+                    typed[name] = parse_text(value, kind)
+                except (ValueError, ArithmeticError):
+                    raise InvalidKeyError(
+                        f"{entity_type}.{name} holds {kind.__name__} values, and {value!r} is not one"
+                    ) from None
+        return typed
 
     @staticmethod
     def _format(entity_type: str, template: Template, values: Mapping[str, Any]) -> str | None:

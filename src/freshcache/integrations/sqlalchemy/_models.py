@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, inspect
 from sqlalchemy.orm import Mapper
 
+from freshcache._exceptions import ConfigurationError, InvalidEntityError
 from freshcache._invalidations import EntityChange
+from freshcache._keys import parse_text
 from freshcache._rules import Rules
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -19,6 +22,7 @@ _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _ENTITY_TYPES: dict[type[Any], str] = {}
 _COLUMN_KEYS: dict[type[Any], tuple[str, ...]] = {}
 _CASCADES: dict[type[Any], tuple[tuple[type[Any], str, str, str], ...]] = {}
+_TEXT_TYPES: dict[tuple[type[Any], str], type[Any] | None] = {}
 
 
 def entity_type_of(model: type[Any]) -> str:
@@ -43,6 +47,44 @@ def column_keys(model: type[Any]) -> tuple[str, ...]:
     except KeyError:
         keys = _COLUMN_KEYS[model] = tuple(a.key for a in mapper_of(model).column_attrs)
         return keys
+
+
+def column_value(model: type[Any], key: str, value: Any) -> Any:
+    """``value`` as column ``key`` holds it, so that an id given as text (``"5"``, a UUID in
+    capitals) queries the same row and formats the same tag as the hooks' values."""
+    if not isinstance(value, str):
+        return value
+    try:
+        python_type = _TEXT_TYPES[(model, key)]
+    except KeyError:
+        column = mapper_of(model).columns.get(key)
+        try:
+            python_type = column.type.python_type if column is not None else None
+        except NotImplementedError:
+            python_type = None
+        python_type = _TEXT_TYPES[(model, key)] = (
+            None if python_type is None or issubclass(python_type, str) else python_type
+        )
+    if python_type is None:
+        return value
+    try:
+        return parse_text(value, python_type)
+    except (ValueError, ArithmeticError):
+        raise InvalidEntityError(
+            f"{entity_type_of(model)}.{key} holds {python_type.__name__} values, and {value!r} "
+            "is not one"
+        ) from None
+
+
+def column_types(model: type[Any]) -> dict[str, type[Any] | None]:
+    """Each column attribute's Python type (None where its type does not say)."""
+    types: dict[str, type[Any] | None] = {}
+    for attribute in mapper_of(model).column_attrs:
+        try:
+            types[attribute.key] = attribute.columns[0].type.python_type
+        except NotImplementedError:
+            types[attribute.key] = None
+    return types
 
 
 def load_columns(instance: Any) -> None:
@@ -165,29 +207,6 @@ def list_tag_template(model: type[Any], child_key: str, parent: type[Any]) -> st
     return f"{entity_type_of(parent)}:{{{child_key}}}:{table.name}"
 
 
-def rules_from_models(models: Iterable[type[Any]], rules: Rules | None = None) -> Rules:
-    """Rules derived from mapped classes, for the types ``rules`` does not cover yet.
-
-    For each class: its primary key's tag (``challenge:{id}``), a tag for the whole type
-    (``challenge``, for unfiltered lists and bulk statements), and for each foreign key to
-    another of the classes, the parent's list of children (``user:{user_id}:challenges``)
-    and a relation to the parent.
-    """
-    rules = rules if rules is not None else Rules()
-    models = list(models)
-    covered = set(rules.entity_types)
-    for model in models:
-        entity_type = entity_type_of(model)
-        if entity_type in covered:
-            continue
-        rules.columns(entity_type, column_keys(model))
-        rules.entity(entity_type, tags=[entity_tag_template(model), entity_type])
-        for child_key, parent, parent_key in parents_of(model, models):
-            rules.entity(entity_type, tags=[list_tag_template(model, child_key, parent)])
-            rules.relation(entity_type, entity_type_of(parent), keys={parent_key: child_key})
-    return rules
-
-
 def bulk_tag(entity_type: str) -> str:
     """``"challenge#bulk"``: carried by every repository entry of the type, and bumped by bulk
     statements too large (or too opaque) to read row by row. Never equal to an entity tag."""
@@ -199,3 +218,101 @@ def entity_tag_template(model: type[Any]) -> str:
     mapper = mapper_of(model)
     keys = [mapper.get_property_by_column(column).key for column in mapper.primary_key]
     return entity_type_of(model) + "".join(f":{{{key}}}" for key in keys)
+
+
+@dataclass(frozen=True)
+class TagScheme:
+    """The tags of a mapped class: what ``rules_from_models`` writes and a repository reads.
+
+    One declaration for both, so that a repository never caches under a tag that no
+    rule touches.
+    """
+
+    entity_type: str
+    entity: str  # "challenge:{id}": one entity
+    wide: str  # "challenge": unfiltered lists
+    bulk: str  # "challenge#bulk": bumped by the hooks, never by a rule
+    lists: Mapping[str, str]  # {"user_id": "user:{user_id}:challenges"}: one parent's list
+
+    def read_tags(self) -> dict[str, str]:
+        """Each tag template a repository reads that a rule must touch on every change, with what it caches."""
+        read = {
+            self.entity: f"one {self.entity_type} by id",
+            self.wide: f"lists of {self.entity_type}",
+        }
+        for child_key, template in self.lists.items():
+            read[template] = f"lists of {self.entity_type} by {child_key}"
+        return read
+
+
+def tag_scheme(model: type[Any]) -> TagScheme:
+    """The tag scheme of ``model``: a list tag for each foreign key to another mapped class of its registry."""
+    entity_type = entity_type_of(model)
+    return TagScheme(
+        entity_type,
+        entity_tag_template(model),
+        entity_type,
+        bulk_tag(entity_type),
+        {
+            child_key: list_tag_template(model, child_key, parent)
+            for child_key, parent, _ in parents_of(model)
+        },
+    )
+
+
+def rules_from_models(models: Iterable[type[Any]], rules: Rules | None = None) -> Rules:
+    """Rules derived from mapped classes, merged into ``rules``: the same result before or after your own.
+
+    For each class: its primary key's tag (``challenge:{id}``), a tag for the whole type
+    (``challenge``, for unfiltered lists and bulk statements), for each foreign key to
+    another mapped class the parent's list of children (``user:{user_id}:challenges``),
+    and, when the parent is one of ``models``, a relation to it. A derived rule equal to
+    one of yours is one rule; the columns are declared, so your rules' placeholders are
+    checked against them.
+    """
+    rules = rules if rules is not None else Rules()
+    models = list(models)
+    for model in models:
+        scheme = tag_scheme(model)
+        rules.columns(scheme.entity_type, column_types(model))
+        rules.derive(scheme.entity_type, tags=[scheme.entity, scheme.wide])
+        for template in scheme.lists.values():
+            rules.derive(scheme.entity_type, tags=[template])
+        rules.derive(
+            scheme.entity_type,
+            relations=[
+                (entity_type_of(parent), {parent_key: child_key})
+                for child_key, parent, parent_key in parents_of(model, models)
+            ],
+        )
+    return rules
+
+
+def check_tag_scheme(scheme: TagScheme, rules: Iterable[Rules], reader: str) -> None:
+    """Raise ConfigurationError unless some rule touches, on every change, each tag the scheme reads.
+
+    ``rules`` are the writers' (every SessionInvalidation on the reader's sessions): a
+    tag none of them touches would be served stale until its TTL.
+    """
+    rules = list(rules)
+    for template, what in scheme.read_tags().items():
+        if any(each.touches_on_every_change(scheme.entity_type, template) for each in rules):
+            continue
+        raise ConfigurationError(
+            f"{reader} caches {what} under the tag {template!r}, which no rule touches on "
+            f"every change of {scheme.entity_type}, so they would be served stale: pass the "
+            f"model to rules_from_models, or add rules.entity({scheme.entity_type!r}, "
+            f"tags=[{template!r}])"
+        )
+
+
+def writers_of(sessions: Any) -> list[Rules]:
+    """The rules of each SessionInvalidation installed on a session factory (none: an empty list)."""
+    from freshcache.integrations.sqlalchemy._hooks import SessionInvalidation
+
+    # The hooks listen on the factory's session class; a session made (not begun: no I/O)
+    # shows its listeners, the same way under a sessionmaker and an async_sessionmaker.
+    session = sessions()
+    dispatch = getattr(session, "sync_session", session).dispatch
+    found = [getattr(listener, "__self__", None) for listener in dispatch.after_commit]
+    return [hooks.manager.rules for hooks in found if isinstance(hooks, SessionInvalidation)]

@@ -16,8 +16,8 @@ Each trigger does nothing when ``freshcache.application`` is ``'on'``: the appli
 transactions set it (``SessionInvalidation(..., database_triggers=True)``) and their hooks
 cover them. (Rows an ``ON DELETE CASCADE`` removes in such a transaction are skipped too:
 PostgreSQL fires their triggers at the same depth as the statement's own, so the two cannot
-be told apart.) A tag that would be invalid fails the statement, as it fails the application's
-write: an outbox row the relay cannot apply would hold up every row after it.
+be told apart.) Values are encoded into tags in SQL exactly as ``Template.format`` encodes them
+(text percent-encoded, a long tag ending in its SHA-256), so any value makes a valid tag.
 
 ::
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -61,6 +62,21 @@ _TIMING = {
     "delete": f"AFTER DELETE ON {{table}} REFERENCING OLD TABLE AS {_OLD}",
     "truncate": "BEFORE TRUNCATE ON {table}",
 }
+
+# encode_value in SQL: text percent-encoded outside A-Z a-z 0-9 - . _ ~, the empty text
+# "!empty", null left null; int, bool and uuid as ::text writes them, as Python does.
+_SQL_ENCODED = (int, str, bool, uuid.UUID)
+_ENCODE_TEXT = (
+    "(CASE WHEN {value} ~ '^[A-Za-z0-9._~-]+$' THEN {value} WHEN {value} = '' THEN '!empty' "
+    "ELSE (SELECT string_agg(CASE WHEN c.ch ~ '^[A-Za-z0-9._~-]$' THEN c.ch ELSE regexp_replace("
+    "upper(encode(convert_to(c.ch, 'UTF8'), 'hex')), '(..)', '%\\1', 'g') END, '' ORDER BY c.i) "
+    "FROM regexp_split_to_table({value}, '') WITH ORDINALITY AS c(ch, i)) END)"
+)
+# Template.format's digest of a tag over the limit.
+_FIT = (
+    f"CASE WHEN length({{tag}}) > {MAX_TAG_LENGTH} THEN left({{tag}}, {MAX_TAG_LENGTH - 72}) || "
+    "'!sha256:' || encode(sha256(convert_to({tag}, 'UTF8')), 'hex') ELSE {tag} END"
+)
 
 
 def _literal(value: str) -> str:
@@ -105,16 +121,19 @@ class _TableTriggers:
                 f"{self.entity_type}'s rules name {key!r}, which is not a column attribute of table {self.table.name}"
             )
         if placeholder:
-            try:
-                python_type = column.type.python_type
-            except NotImplementedError:
-                python_type = str
-            if python_type not in (int, str):
+            python_type = self.python_type(key)
+            if python_type not in _SQL_ENCODED:
                 raise ConfigurationError(
                     f"{self.entity_type}: tag placeholder {{{key}}} is a {python_type.__name__} column; "
-                    "tags are formatted from str and int values only"
+                    "triggers format tags from str, int, bool and UUID columns only"
                 )
         return _PREPARER.quote(column.name)
+
+    def python_type(self, key: str) -> type[Any]:
+        try:
+            return self.columns[key].type.python_type
+        except NotImplementedError:
+            return str
 
     def _format(self, template: Template, alias: str, keys: Mapping[str, str]) -> str:
         """The tag as SQL, null when a value is null (``||`` propagates it), as Rules skips it."""
@@ -123,7 +142,9 @@ class _TableTriggers:
             if literal:
                 parts.append(_literal(literal))
             if field is not None:
-                parts.append(f"{alias}.{self.column(keys[field], placeholder=True)}::text")
+                value = f"{alias}.{self.column(keys[field], placeholder=True)}::text"
+                encode = self.python_type(keys[field]) is str
+                parts.append(_ENCODE_TEXT.format(value=value) if encode else value)
         return " || ".join(parts)
 
     def _fires(self, fields: frozenset[str] | None, alias: str, other: str | None) -> str | None:
@@ -189,7 +210,7 @@ BEGIN
   IF current_setting({_literal(APPLICATION_SETTING)}, true) = 'on' THEN
     RETURN NULL;  -- the application's transaction: its session hooks cover it
   END IF;
-  SELECT array_agg(DISTINCT changed.tag) INTO freshcache_tags FROM (
+  SELECT array_agg(DISTINCT {_FIT.format(tag="changed.tag")}) INTO freshcache_tags FROM (
     {self.changes(event)}
   ) AS changed(tag) WHERE changed.tag IS NOT NULL;
   IF freshcache_tags IS NULL THEN

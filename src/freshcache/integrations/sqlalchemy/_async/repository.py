@@ -20,16 +20,17 @@ from freshcache._async.cache import AsyncCache
 from freshcache._exceptions import ConfigurationError, InvalidEntityError
 from freshcache._keys import Template
 from freshcache._kinds import require_kind
+from freshcache._rules import Rules
 from freshcache.integrations.sqlalchemy._errors import database_errors
 from freshcache.integrations.sqlalchemy._models import (
-    bulk_tag,
+    check_tag_scheme,
     column_keys,
-    entity_tag_template,
+    column_value,
     entity_type_of,
-    list_tag_template,
     mapper_of,
-    parents_of,
+    tag_scheme,
     values_of,
+    writers_of,
 )
 from freshcache.integrations.sqlalchemy._orm import AsyncSession, async_sessionmaker
 
@@ -40,7 +41,9 @@ class AsyncBaseRepository(Generic[M]):
     """``class UserRepository(AsyncBaseRepository[User]): model = User``.
 
     Instances returned are detached copies built from cached values: change them through
-    ``update``, not by setting attributes.
+    ``update``, not by setting attributes. Its tags are those ``rules_from_models`` derives;
+    construction fails if the rules of the hooks installed on ``sessions`` (install them
+    first), or ``rules`` when given, do not touch each of them on every change.
     """
 
     model: ClassVar[type[Any]]
@@ -52,6 +55,7 @@ class AsyncBaseRepository(Generic[M]):
         *,
         ttl: float | None = None,
         list_limit: int = 1000,
+        rules: Rules | None = None,
     ) -> None:
         require_kind(sessions, async_sessionmaker, "AsyncBaseRepository")
         require_kind(cache, AsyncCache, "AsyncBaseRepository")
@@ -67,13 +71,16 @@ class AsyncBaseRepository(Generic[M]):
         self.primary_key = [
             mapper.get_property_by_column(column).key for column in mapper.primary_key
         ]
-        self._entity_tag = Template(entity_tag_template(self.model), kind="tag")
-        self._bulk_tag = bulk_tag(self.entity_type)
+        # The tags come from the scheme rules_from_models writes, and are checked against the
+        # rules of the hooks on these sessions (or ``rules``): none may go unbumped.
+        scheme = tag_scheme(self.model)
+        writers = [rules] if rules is not None else writers_of(sessions)
+        if writers:
+            check_tag_scheme(scheme, writers, f"{type(self).__name__} ({self.model.__name__})")
+        self._entity_tag = Template(scheme.entity, kind="tag")
+        self._bulk_tag = scheme.bulk
         # A list filtered by one foreign key is cached under the parent's list tag.
-        self._list_tags = {
-            child_key: Template(list_tag_template(self.model, child_key, parent), kind="tag")
-            for child_key, parent, _ in parents_of(self.model)
-        }
+        self._list_tags = {key: Template(text, kind="tag") for key, text in scheme.lists.items()}
 
     # Reads
 
@@ -87,7 +94,7 @@ class AsyncBaseRepository(Generic[M]):
             raise InvalidEntityError(
                 f"{self.entity_type} is identified by {', '.join(self.primary_key)}, not {id!r}"
             )
-        return dict(values)
+        return {key: column_value(self.model, key, value) for key, value in values.items()}
 
     def tag_for(self, id: Any) -> str:
         return self._entity_tag.format(self._identity(id))
@@ -131,6 +138,7 @@ class AsyncBaseRepository(Generic[M]):
             raise InvalidEntityError(
                 f"limit must be 1 to {self.list_limit} and offset 0 or more, not {limit} and {offset}"
             )
+        filters = {key: column_value(self.model, key, value) for key, value in filters.items()}
         tags = [self.entity_type, self._bulk_tag]
         if len(filters) == 1 and next(iter(filters)) in self._list_tags:
             ((key, value),) = filters.items()
