@@ -86,6 +86,7 @@ class CacheMetrics:
         "backend_errors",
         "backend_skips",
         "decode_errors",
+        "values_refused",
     )
     HISTOGRAMS: tuple[str, ...] = ("get_latency", "load_latency", "invalidate_latency")
 
@@ -107,6 +108,7 @@ class CacheMetrics:
     backend_errors: int
     backend_skips: int
     decode_errors: int
+    values_refused: int
     get_latency: Histogram
     load_latency: Histogram
     invalidate_latency: Histogram

@@ -45,6 +45,7 @@ _CACHE_HELP = {
     "pattern_invalidations": "Pattern invalidations.",
     "backend_errors": "Backend operations that failed.",
     "decode_errors": "Stored entries that could not be decoded (read as misses).",
+    "values_refused": "Loaded values the serializer cannot carry (served, not cached).",
     "backend_skips": "Backend operations not sent: circuit breaker open, or reads suspended while invalidations are queued.",
 }
 _MANAGER_HELP = {
