@@ -123,17 +123,23 @@ class _Walk:
         plain_keys = all(type(key) is str for key in value) and not (
             len(value) == 1 and next(iter(value)).startswith("~")
         )
-        out: Any = {} if plain_keys else []
-        for key, item in value.items():
-            try:
-                if plain_keys:
-                    out[key] = self.tree(item)
-                else:
-                    out.append([self.tree(key), self.tree(item)])
-            except _Refused as refused:
-                refused.path.append(f"[{key!r}]")
-                raise
-        return out if plain_keys else {"~m": out}
+        if not plain_keys:
+            return {"~m": [[self.key(key), self.item(key, item)] for key, item in value.items()]}
+        return {key: self.item(key, item) for key, item in value.items()}
+
+    def key(self, key: Any) -> Any:
+        try:
+            return self.tree(key)
+        except _Refused as refused:
+            refused.path.append(f".<key {key!r}>")
+            raise
+
+    def item(self, key: Any, item: Any) -> Any:
+        try:
+            return self.tree(item)
+        except _Refused as refused:
+            refused.path.append(f"[{key!r}]")
+            raise
 
     def raw(self, data: bytes | bytearray) -> Any:
         return bytes(data) if self.binary else base64.b64encode(data).decode()
