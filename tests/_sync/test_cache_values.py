@@ -85,7 +85,9 @@ def test_a_pickle_entry_copied_under_another_key_is_a_miss(
 ) -> None:
     """A signed entry whose bytes are copied to another key, or another namespace, reads as a miss, not as the other value."""
     key = b"a test key of at least 16 bytes"
-    cache = Cache.from_url(f"{redis_url}?namespace={namespace}", serializer="pickle", pickle_key=key)
+    cache = Cache.from_url(
+        f"{redis_url}?namespace={namespace}", serializer="pickle", pickle_key=key
+    )
     other = Cache.from_url(
         f"{redis_url}?namespace={namespace}-other", serializer="pickle", pickle_key=key
     )
