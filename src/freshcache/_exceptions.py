@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import NoReturn
 
 
 class FreshcacheError(Exception):
@@ -104,7 +105,17 @@ class map_exceptions:  # lower case, like contextlib.suppress: it reads as a sta
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None or isinstance(exc, FreshcacheError) or not isinstance(exc, Exception):
+        if exc is not None:
+            self._raise_mapped(exc)
+
+    def reraise(self, exc: BaseException) -> NoReturn:
+        """Raise ``exc`` mapped, or as it is: for ``except`` blocks on a hit path, where the
+        ``with`` statement's two calls would cost a fifth of a microsecond on every hit."""
+        self._raise_mapped(exc)
+        raise exc
+
+    def _raise_mapped(self, exc: BaseException) -> None:
+        if isinstance(exc, FreshcacheError) or not isinstance(exc, Exception):
             return  # ours already, or a cancellation: let it through unchanged
         if self._accept is not None and not self._accept(exc):
             return

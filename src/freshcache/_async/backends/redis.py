@@ -203,9 +203,11 @@ class AsyncRedisBackend(AsyncBackend):
             return (await self._get_by_script([key])).get(key, MISSING)
         tag_prefix = self._tag_prefix
         names = [self._entry_prefix + key, *[tag_prefix + tag for tag in tags]]
-        with _redis_errors:
+        try:
             # execute_command, not mget(): the wrapper only re-checks its arguments.
             values = cast("list[bytes | None]", await self.client.execute_command("MGET", *names))  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            _redis_errors.reraise(exc)
         data = values[0]
         if data is None:
             return MISSING
