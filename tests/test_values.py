@@ -83,6 +83,7 @@ def test_plain_json_is_written_as_it_is() -> None:
         ({"c": Colour.RED}, r"value\['c'\]: enum member Colour.RED \(cache its .value\)"),
         ({(1, Name("x")): 1}, r"value\.<key \(1, 'x'\)>\[1\]: Name, a subclass of str"),
         ({1: {2, Point(1)}}, r"value\[1\]\[\d\]: dataclass Point"),
+        ([10**5000], r"value\[0\]: int of that many digits"),
         (
             (datetime.datetime(2024, 1, 1, tzinfo=Zone()),),
             r"value\[0\]: datetime with tzinfo Zone",

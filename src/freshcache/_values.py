@@ -97,7 +97,7 @@ class _Walk:
         if kind is str or kind is bool or value is None:
             return value
         if kind is int:
-            return value if _INT_MIN <= value <= _INT_MAX else {"~i": str(value)}
+            return value if _INT_MIN <= value <= _INT_MAX else {"~i": self.digits(value)}
         if kind is float:
             return value if value - value == 0.0 else {"~f": repr(value)}
         if kind is list:
@@ -140,6 +140,12 @@ class _Walk:
         except _Refused as refused:
             refused.path.append(f"[{key!r}]")
             raise
+
+    def digits(self, value: int) -> str:
+        try:
+            return str(value)
+        except ValueError:  # past sys.get_int_max_str_digits(): int() could not read it back
+            raise _Refused("int of that many digits") from None
 
     def raw(self, data: bytes | bytearray) -> Any:
         return bytes(data) if self.binary else base64.b64encode(data).decode()
