@@ -16,13 +16,14 @@
     └── LeaseTimeoutError         a waiter gave up waiting for another loader
 
 Foreign errors (redis, sqlalchemy) are turned into these at the boundary by
-:func:`map_exceptions`, so callers catch one family.
+:class:`map_exceptions`, so callers catch one family.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import NoReturn
 
 
 class FreshcacheError(Exception):
@@ -85,15 +86,52 @@ class LeaseTimeoutError(FreshcacheError):
     pass
 
 
-@contextlib.contextmanager
-def map_exceptions(mapping: Mapping[type[BaseException], type[FreshcacheError]]) -> Iterator[None]:
-    """Re-raise a foreign exception as the first freshcache exception mapped to its type."""
-    try:
-        yield
-    except FreshcacheError:
-        raise
-    except Exception as exc:
-        for from_type, to_type in mapping.items():
+class map_exceptions:  # lower case, like contextlib.suppress: it reads as a statement
+    """Re-raise a foreign exception as the first freshcache exception mapped to its type.
+
+    ``with map_exceptions({OSError: BackendError}, source="redis"):``. The original is
+    chained as ``__cause__``. ``accept`` can refuse a match, for foreign types too broad
+    to map whole (a RuntimeError is the server's failure only when it is about the event
+    loop). One instance can be kept and reused: entering it allocates nothing, which
+    matters on a hit path.
+    """
+
+    __slots__ = ("_accept", "_mapping", "_source")
+
+    def __init__(
+        self,
+        mapping: Mapping[type[BaseException], type[FreshcacheError]],
+        *,
+        source: str = "",
+        accept: Callable[[BaseException], bool] | None = None,
+    ) -> None:
+        self._mapping = tuple(mapping.items())
+        self._source = f"{source}: " if source else ""
+        self._accept = accept
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self._raise_mapped(exc)
+
+    def reraise(self, exc: BaseException) -> NoReturn:
+        """Raise ``exc`` mapped, or as it is: for ``except`` blocks on a hit path, where the
+        ``with`` statement's two calls would cost a fifth of a microsecond on every hit."""
+        self._raise_mapped(exc)
+        raise exc
+
+    def _raise_mapped(self, exc: BaseException) -> None:
+        if isinstance(exc, FreshcacheError) or not isinstance(exc, Exception):
+            return  # ours already, or a cancellation: let it through unchanged
+        if self._accept is not None and not self._accept(exc):
+            return
+        for from_type, to_type in self._mapping:
             if isinstance(exc, from_type):
-                raise to_type(f"{type(exc).__name__}: {exc}") from exc
-        raise
+                raise to_type(f"{self._source}{type(exc).__name__}: {exc}") from exc

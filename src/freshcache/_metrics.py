@@ -62,6 +62,7 @@ CACHE_METRICS: tuple[Metric, ...] = (
             "backend_errors": "Backend operations that failed.",
             "backend_skips": "Backend operations not sent: circuit breaker open, or reads suspended while invalidations are queued.",
             "decode_errors": "Stored entries that could not be decoded (read as misses).",
+            "values_refused": "Loaded values the serializer cannot carry (served, not cached).",
         },
     ),
     Metric(
@@ -274,6 +275,7 @@ class CacheMetrics:
     backend_errors: int
     backend_skips: int
     decode_errors: int
+    values_refused: int
     get_latency: Histogram
     load_latency: Histogram
     invalidate_latency: Histogram

@@ -95,12 +95,16 @@ def test_tags_bound_never_forgets_a_pending_mark() -> None:
 
 
 def test_values_are_kept_as_given() -> None:
-    """The memory backend keeps the object itself: no serialization, any Python value."""
+    """The memory backend keeps an equal copy of the value, of the same types; hits share that copy."""
     backend = MemoryBackend()
     value = ({1, 2}, (3, 4), b"bytes")
     assert fill(backend, "k", value, ["t"])
 
-    assert value is backend.get("k", ["t"])
+    kept = backend.get("k", ["t"])
+    assert value == kept
+    assert value is not kept
+    assert [set, tuple, bytes] == [type(part) for part in kept]
+    assert kept is backend.get("k", ["t"])
 
 
 def test_injected_clock_drives_expiry() -> None:

@@ -415,6 +415,9 @@ class Cache:
         except BackendError as exc:
             self._backend_failed("fill", exc)
             return value
+        except SerializationError as exc:
+            self._value_refused(exc)
+            return value
         if stored:
             self.metrics.sets += 1
         else:
@@ -618,6 +621,13 @@ class Cache:
             self.backend.name,
             exc,
         )
+
+    def _value_refused(self, exc: SerializationError) -> None:
+        """The loader's value cannot be cached (the backend freed the lease): it is still served."""
+        self.metrics.values_refused += 1
+        if self.raise_errors:
+            raise exc
+        log.warning("a loaded value was served but not cached: %s", exc)
 
     def _backend_failed(self, operation: str, exc: BackendError, *, swallow: bool = True) -> None:
         if not isinstance(exc, _BreakerOpen):

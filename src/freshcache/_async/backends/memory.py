@@ -1,12 +1,17 @@
 """The in-process backend: an LRU of entries, with tag versions, pending marks and leases.
 
-Values are kept as the objects given (no serialization), like cachetools: do not mutate
-a value after caching it. Everything per key or per tag is bounded: entries by count
-(and optionally bytes), tag versions by count, leases and pending marks by their TTL.
+A fill keeps what the serializer gives back after one round trip (JSON by default): the
+value a Redis hit would return, refused with the same error a Redis fill would raise, and
+a copy, so the loader's caller can change its own object without changing the cache.
+Hits then hand out that stored object itself, as cachetools does (a copy per hit would
+cost more than the hit): treat cached values as read-only. Everything per key or per tag
+is bounded: entries by count (and optionally bytes), tag versions by count, leases and
+pending marks by their TTL.
 """
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 from collections import OrderedDict
@@ -22,8 +27,9 @@ from freshcache._entries import (
     _Missing,
     new_version,
 )
-from freshcache._exceptions import ConfigurationError
+from freshcache._exceptions import ConfigurationError, SerializationError
 from freshcache._keys import pattern_regex
+from freshcache._serializers import Serializer, get_serializer
 from freshcache._synchronization import AsyncCriticalSection
 
 
@@ -72,7 +78,9 @@ class AsyncMemoryBackend(AsyncBackend):
         max_tags: int | None = None,
         sizeof: Callable[[Any], int] = approximate_size,
         clock: Callable[[], float] = time.monotonic,
+        serializer: Serializer | str = "json",
     ) -> None:
+        """``serializer``: the one production uses, so a value that works here works there."""
         if max_entries < 1:
             raise ConfigurationError(f"max_entries must be at least 1, not {max_entries}")
         if max_bytes is not None and max_bytes < 1:
@@ -83,6 +91,10 @@ class AsyncMemoryBackend(AsyncBackend):
         self.max_tags = max_tags if max_tags is not None else 4 * max_entries
         if self.max_tags < 1:
             raise ConfigurationError(f"max_tags must be at least 1, not {self.max_tags}")
+        if isinstance(serializer, str):
+            # Nothing leaves the process, so a pickle key of its own is as good as any.
+            serializer = get_serializer(serializer, key=secrets.token_bytes(32))
+        self.serializer = serializer
         self._sizeof = sizeof
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -177,6 +189,12 @@ class AsyncMemoryBackend(AsyncBackend):
         ttl: float,
         token: str | None,
     ) -> bool:
+        try:
+            value = self.serializer.loads(self.serializer.dumps(value, key), key)
+        except SerializationError as exc:
+            if token is not None:  # refused before anything is stored: free the key at once
+                await self.release_lease(key, token)
+            raise SerializationError(f"cannot cache {key!r}: {exc}") from exc
         size = self._sizeof(value) if self.max_bytes is not None else 0
         with self._guard:
             if token is not None:

@@ -34,6 +34,7 @@ from freshcache._exceptions import (
     BackendTimeoutError,
     ConfigurationError,
     SerializationError,
+    map_exceptions,
 )
 from freshcache._keys import validate_key
 from freshcache._kinds import require_kind
@@ -41,14 +42,31 @@ from freshcache._serializers import Serializer, get_serializer
 
 log = logging.getLogger("freshcache")
 
-_FOREIGN_ERRORS = (redis.exceptions.RedisError, OSError)
 _SCAN_BATCH = 1000
 
 
-def _backend_error(exc: BaseException) -> BackendError:
-    if isinstance(exc, (redis.exceptions.TimeoutError, TimeoutError)):
-        return BackendTimeoutError(f"redis timed out: {exc}")
-    return BackendError(f"redis: {type(exc).__name__}: {exc}")
+def _is_redis_failure(exc: BaseException) -> bool:
+    """A RuntimeError is the server's failure only when it is about the event loop.
+
+    A client used from another event loop than the one it connected in (a cache built in
+    one ``asyncio.run`` and used in the next) raises "Event loop is closed" or "attached
+    to a different loop": the server is unreachable from here, so reads fall back.
+    """
+    return not isinstance(exc, RuntimeError) or "loop" in str(exc)
+
+
+# NOSCRIPT never gets here: redis-py loads the script and retries inside the call.
+_redis_errors = map_exceptions(
+    {
+        redis.exceptions.TimeoutError: BackendTimeoutError,
+        TimeoutError: BackendTimeoutError,
+        redis.exceptions.RedisError: BackendError,
+        OSError: BackendError,
+        RuntimeError: BackendError,
+    },
+    source="redis",
+    accept=_is_redis_failure,
+)
 
 
 def _ms(seconds: float) -> int:
@@ -191,8 +209,8 @@ class RedisBackend(Backend):
         try:
             # execute_command, not mget(): the wrapper only re-checks its arguments.
             values = cast("list[bytes | None]", self.client.execute_command("MGET", *names))  # type: ignore[no-untyped-call]
-        except _FOREIGN_ERRORS as exc:
-            raise _backend_error(exc) from exc
+        except Exception as exc:
+            _redis_errors.reraise(exc)
         data = values[0]
         if data is None:
             return MISSING
@@ -211,7 +229,7 @@ class RedisBackend(Backend):
                 pieces.append(part)
             header = b"".join(pieces)
         if header is not None and data.startswith(header):
-            return self._decode(data[len(header) :])
+            return self._decode(data[len(header) :], names[0])
         versions = values[1:]
         name, pairs, payload = decode_entry(data)
         current = {tag.encode(): version for tag, version in zip(tags, versions, strict=True)}
@@ -220,27 +238,24 @@ class RedisBackend(Backend):
                 return (self._get_by_script([key])).get(key, MISSING)
             if current[tag] != version:
                 return MISSING
-        return self._payload(name, payload)
+        return self._payload(name, payload, names[0])
 
-    def _payload(self, name: str, payload: bytes) -> Any:
+    def _payload(self, name: str, payload: bytes, stored_at: str) -> Any:
         if name != self.serializer.name:
             raise SerializationError(
                 f"entry was written with the {name} serializer; this cache reads {self.serializer.name}"
             )
-        return self.serializer.loads(payload)
+        return self.serializer.loads(payload, stored_at)
 
     def _get_by_script(self, keys: Sequence[str]) -> dict[str, Any]:
-        try:
-            found = self._get_entries(
-                keys=[self._entry_prefix + key for key in keys], args=[self._tag_prefix]
-            )
-        except _FOREIGN_ERRORS as exc:
-            raise _backend_error(exc) from exc
+        names = [self._entry_prefix + key for key in keys]
+        with _redis_errors:
+            found = self._get_entries(keys=names, args=[self._tag_prefix])
         out = {}
-        for key, data in zip(keys, found, strict=True):
+        for key, stored_at, data in zip(keys, names, found, strict=True):
             if data:
                 name, _, payload = decode_entry(data)
-                out[key] = self._payload(name, payload)
+                out[key] = self._payload(name, payload, stored_at)
         return out
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
@@ -254,22 +269,21 @@ class RedisBackend(Backend):
         self, key: str, tags: Sequence[str], *, token: str, lease_ttl: float | None
     ) -> FillTicket:
         keys = [self._lease_prefix + key, *self._tag_keys(tags)]
+        stored_at = self._entry_prefix + key
         args: list[Any] = [
             token,
             _ms(lease_ttl) if lease_ttl else 0,
             _ms(self.tag_ttl),
-            self._entry_prefix + key,  # read in the script, never written: same slot
+            stored_at,  # read in the script, never written: same slot
             self._tag_prefix,
         ]
         args.extend(new_version() for _ in tags)
-        try:
+        with _redis_errors:
             answer = self._begin_fill(keys=keys, args=args)
-        except _FOREIGN_ERRORS as exc:
-            raise _backend_error(exc) from exc
         status = FillStatus(answer[0].decode())
         if status is FillStatus.HIT:
             name, _, payload = decode_entry(answer[1])
-            return FillTicket(status, value=self._payload(name, payload))
+            return FillTicket(status, value=self._payload(name, payload, stored_at))
         return FillTicket(status, [version.decode() for version in answer[1:]])
 
     def fill(
@@ -282,37 +296,33 @@ class RedisBackend(Backend):
         ttl: float,
         token: str | None,
     ) -> bool:
+        stored_at = self._entry_prefix + key
         try:
-            entry = encode_entry(self.serializer.name, tags, versions, self.serializer.dumps(value))
-        except SerializationError:
-            if token is not None:
+            payload = self.serializer.dumps(value, stored_at)
+        except SerializationError as exc:
+            if token is not None:  # refused before anything is stored: free the key at once
                 self.release_lease(key, token)
-            raise
-        keys = [self._entry_prefix + key, self._lease_prefix + key, *self._tag_keys(tags)]
-        try:
+            raise SerializationError(f"cannot cache {key!r}: {exc}") from exc
+        entry = encode_entry(self.serializer.name, tags, versions, payload)
+        keys = [stored_at, self._lease_prefix + key, *self._tag_keys(tags)]
+        with _redis_errors:
             stored = self._fill(keys=keys, args=[token or "", _ms(ttl), entry, *versions])
-        except _FOREIGN_ERRORS as exc:
-            raise _backend_error(exc) from exc
         return bool(stored)
 
     def release_lease(self, key: str, token: str) -> None:
-        try:
+        with _redis_errors:
             self._release(keys=[self._lease_prefix + key], args=[token])
-        except _FOREIGN_ERRORS as exc:
-            raise _backend_error(exc) from exc
 
     def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        try:
+        with _redis_errors:
             # Leases first: a load in flight that fills between the two finds its lease
             # gone and stores nothing; the other order would let it store old data.
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.unlink(*[self._lease_prefix + key for key in keys])
                 pipe.unlink(*[self._entry_prefix + key for key in keys])
                 _, deleted = pipe.execute()
-        except _FOREIGN_ERRORS as exc:
-            raise _backend_error(exc) from exc
         return int(deleted)
 
     def delete_pattern(self, pattern: str) -> int:
@@ -322,7 +332,7 @@ class RedisBackend(Backend):
     def _delete_matching(self, match: str) -> int:
         deleted = 0
         batch: list[bytes] = []
-        try:
+        with _redis_errors:
             for name in self.client.scan_iter(match=match, count=_SCAN_BATCH):
                 batch.append(name)
                 if len(batch) >= _SCAN_BATCH:
@@ -330,8 +340,6 @@ class RedisBackend(Backend):
                     batch.clear()
             if batch:
                 deleted += self.client.unlink(*batch)
-        except _FOREIGN_ERRORS as exc:
-            raise _backend_error(exc) from exc
         return deleted
 
     # Tags
@@ -340,10 +348,8 @@ class RedisBackend(Backend):
         if not tags:
             return
         keys = self._tag_keys(tags) + self._hold_keys(tags)
-        try:
+        with _redis_errors:
             script(keys=keys, args=[len(tags), *args])
-        except _FOREIGN_ERRORS as exc:
-            raise _backend_error(exc) from exc
 
     def invalidate_tags(self, tags: Sequence[str]) -> None:
         self._run_on_tags(self._invalidate, tags)
@@ -359,10 +365,8 @@ class RedisBackend(Backend):
     def tag_versions(self, tags: Sequence[str]) -> Mapping[str, str | None]:
         if not tags:
             return {}
-        try:
+        with _redis_errors:
             values = cast("list[bytes | None]", self.client.mget(self._tag_keys(tags)))
-        except _FOREIGN_ERRORS as exc:
-            raise _backend_error(exc) from exc
         return {tag: None if v is None else v.decode() for tag, v in zip(tags, values, strict=True)}
 
     # Housekeeping
@@ -371,10 +375,8 @@ class RedisBackend(Backend):
         self._delete_matching(f"{{{self.namespace}}}:*")
 
     def ping(self) -> None:
-        try:
+        with _redis_errors:
             self.client.ping()
-        except _FOREIGN_ERRORS as exc:
-            raise _backend_error(exc) from exc
 
     def close(self) -> None:
         if self._owns_client:

@@ -13,14 +13,20 @@ implement three methods::
         async def restart(self, backend: AsyncBackend) -> AsyncBackend:
             ...  # a backend on the same store after it lost its data
 
-Each test gets a fresh backend from the ``backend`` fixture and closes it after. Values
-are JSON-shaped (dict, list, str, int, float, bool, None), so every serializer agrees.
+Each test gets a fresh backend from the ``backend`` fixture and closes it after. Most
+values are JSON-shaped; the value tests hold a backend to freshcache's rule: a value
+comes back equal and of the same type (datetime, Decimal, UUID, bytes, tuple, set and
+the rest of :data:`EVERY_KIND`), or its fill raises SerializationError and stores nothing.
 """
 
 from __future__ import annotations
 
 import abc
+import datetime
+import decimal
 import re
+import uuid
+import zoneinfo
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -33,12 +39,61 @@ from freshcache import (
     AsyncCache,
     FillStatus,
     InvalidKeyError,
+    SerializationError,
 )
 from freshcache._synchronization import async_sleep
 
 # Short enough to keep the suite fast, long enough for a slow CI machine to act in time.
 SHORT_TTL = 0.2
 PAST_SHORT_TTL = 0.3
+
+
+# One of every kind of value the cache carries exactly, beside the JSON shapes.
+EVERY_KIND: dict[str, Any] = {
+    "datetime": datetime.datetime(2024, 5, 1, 12, 30, 15, 123456),
+    "datetime_utc": datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc),
+    "datetime_offset": datetime.datetime(
+        2024, 5, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=-3, minutes=-30))
+    ),
+    # The second 02:30 of the night Paris leaves summer time: the fold must survive.
+    "datetime_zone": datetime.datetime(
+        2024, 10, 27, 2, 30, fold=1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")
+    ),
+    "date": datetime.date(1815, 12, 10),
+    "time": datetime.time(23, 59, 59, 999999),
+    "timedelta": datetime.timedelta(days=-2, seconds=5, microseconds=7),
+    "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "decimal": decimal.Decimal("9.90"),
+    "decimal_exponent": decimal.Decimal("1E+3"),
+    "bytes": b"\x00\xff~{",
+    "bytearray": bytearray(b"\x01"),
+    "tuple": (1, ("nested", 2.5)),
+    "set": {1, "two", (3, 4)},
+    "frozenset": frozenset({"a", "b"}),
+    "int_keys": {1: "one", 2: ["two"]},
+    "tuple_keys": {(1, 2): "pair"},
+    "big_int": 2**100,
+    "negative_big_int": -(2**64),
+    "largest_u64": 2**64 - 1,
+    "infinity": float("inf"),
+    "negative_zero": -0.0,
+    "dict_like_a_tag": {"~dt": "not a date"},
+    "list_of_kinds": [datetime.date(2024, 1, 1), None, {"~": 1}],
+}
+
+
+def type_shape(value: Any) -> Any:
+    """The types of ``value`` and of everything in it (and a datetime's zone), to compare."""
+    kind = type(value)
+    if kind is dict:
+        return (dict, sorted((repr(k), type_shape(k), type_shape(v)) for k, v in value.items()))
+    if kind in (list, tuple):
+        return (kind, [type_shape(item) for item in value])
+    if kind in (set, frozenset):
+        return (kind, sorted(repr(type_shape(item)) for item in value))
+    if kind is datetime.datetime or kind is datetime.time:
+        return (kind, type(value.tzinfo), str(value.tzinfo), getattr(value, "fold", 0))
+    return kind
 
 
 async def _store(
@@ -563,6 +618,49 @@ class AsyncBackendSuite(abc.ABC):
             got = await backend.get(f"value:{index}", ["t"])
             assert value == got
             assert type(value) is type(got)
+
+    async def test_every_kind_of_value_round_trips_with_its_types(
+        self, backend: AsyncBackend
+    ) -> None:
+        """Each kind of value in EVERY_KIND comes back equal and of the same types, however it is read."""
+        for name, value in EVERY_KIND.items():
+            await _store(backend, f"kind:{name}", value, ["t"])
+        await _store(backend, "kind:all", EVERY_KIND, ["t"])
+
+        for name, value in [*EVERY_KIND.items(), ("all", EVERY_KIND)]:
+            hinted = await backend.get(f"kind:{name}", ["t"])
+            by_script = await backend.get(f"kind:{name}")
+            (many,) = (await backend.get_many([f"kind:{name}"])).values()
+            ticket = await backend.begin_fill(f"kind:{name}", ["t"], token="late", lease_ttl=30.0)
+            assert FillStatus.HIT is ticket.status
+            for got in (hinted, by_script, many, ticket.value):
+                assert value == got, name
+                assert type_shape(value) == type_shape(got), name
+
+    async def test_a_stored_value_is_a_copy(self, backend: AsyncBackend) -> None:
+        """Changing the object that was filled does not change what the backend holds."""
+        value: dict[str, Any] = {"roles": ["author"], "seen": {1, 2}}
+        await _store(backend, "user:1", value, ["t"])
+        value["roles"].append("admin")
+        value["seen"].add(3)
+
+        assert {"roles": ["author"], "seen": {1, 2}} == await backend.get("user:1", ["t"])
+
+    async def test_a_value_it_cannot_carry_is_refused_before_it_is_stored(
+        self, backend: AsyncBackend
+    ) -> None:
+        """A fill of a value the backend cannot carry raises SerializationError, stores nothing and frees the lease."""
+        ticket = await backend.begin_fill("k", ["t"], token="loader", lease_ttl=30.0)
+        assert FillStatus.ACQUIRED is ticket.status
+
+        with pytest.raises(SerializationError, match="'k'"):
+            # No serializer carries a function: not JSON, not msgpack, not even pickle.
+            await backend.fill(
+                "k", {"a": [1, lambda: None]}, ["t"], ticket.versions, ttl=60.0, token="loader"
+            )
+
+        assert MISSING is await backend.get("k", ["t"])
+        assert FillStatus.ACQUIRED is await _begin(backend, "k", ["t"], token="next")
 
     async def test_unicode_values_round_trip(self, backend: AsyncBackend) -> None:
         """Non-ASCII text, emoji and joined emoji come back unchanged, in values and dict keys."""

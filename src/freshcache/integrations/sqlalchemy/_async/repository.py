@@ -33,6 +33,7 @@ from freshcache.integrations.sqlalchemy._models import (
     writers_of,
 )
 from freshcache.integrations.sqlalchemy._orm import AsyncSession, async_sessionmaker
+from freshcache.integrations.sqlalchemy._values import from_cached, to_cached
 
 M = TypeVar("M")
 
@@ -120,7 +121,7 @@ class AsyncBaseRepository(Generic[M]):
             instance = await session.get(
                 self.model, tuple(identity[key] for key in self.primary_key)
             )
-            return None if instance is None else values_of(instance)
+            return None if instance is None else to_cached(self.model, values_of(instance))
 
     async def list(self, *, limit: int | None = None, offset: int = 0, **filters: Any) -> list[M]:
         """Entities whose columns equal ``filters``, in primary key order.
@@ -161,10 +162,11 @@ class AsyncBaseRepository(Generic[M]):
         order = [getattr(self.model, key) for key in self.primary_key]
         query = select(self.model).filter_by(**filters).order_by(*order).limit(limit).offset(offset)
         async with self.sessions() as session:
-            return [values_of(instance) for instance in (await session.scalars(query)).all()]
+            instances = (await session.scalars(query)).all()
+            return [to_cached(self.model, values_of(instance)) for instance in instances]
 
     def _instance(self, values: Mapping[str, Any]) -> M:
-        return self.model(**values)  # type: ignore[no-any-return]
+        return self.model(**from_cached(self.model, values))  # type: ignore[no-any-return]
 
     # Writes
 

@@ -34,6 +34,7 @@ from freshcache.integrations.sqlalchemy._models import (
     writers_of,
 )
 from freshcache.integrations.sqlalchemy._orm import Session, sessionmaker
+from freshcache.integrations.sqlalchemy._values import from_cached, to_cached
 
 M = TypeVar("M")
 
@@ -121,7 +122,7 @@ class BaseRepository(Generic[M]):
             instance = session.get(
                 self.model, tuple(identity[key] for key in self.primary_key)
             )
-            return None if instance is None else values_of(instance)
+            return None if instance is None else to_cached(self.model, values_of(instance))
 
     def list(self, *, limit: int | None = None, offset: int = 0, **filters: Any) -> list[M]:
         """Entities whose columns equal ``filters``, in primary key order.
@@ -162,10 +163,11 @@ class BaseRepository(Generic[M]):
         order = [getattr(self.model, key) for key in self.primary_key]
         query = select(self.model).filter_by(**filters).order_by(*order).limit(limit).offset(offset)
         with self.sessions() as session:
-            return [values_of(instance) for instance in (session.scalars(query)).all()]
+            instances = (session.scalars(query)).all()
+            return [to_cached(self.model, values_of(instance)) for instance in instances]
 
     def _instance(self, values: Mapping[str, Any]) -> M:
-        return self.model(**values)  # type: ignore[no-any-return]
+        return self.model(**from_cached(self.model, values))  # type: ignore[no-any-return]
 
     # Writes
 
