@@ -10,8 +10,6 @@
     │   └── SignatureError        a signed payload that is unsigned or tampered with
     ├── BackendError              the cache server failed or could not be reached
     │   └── BackendTimeoutError   ... in time
-    ├── LoaderError               a loader raised (the original is its __cause__)
-    └── LeaseTimeoutError         a waiter gave up waiting for another loader
 
 Foreign errors (redis, sqlalchemy) are turned into these at the boundary by
 :func:`map_exceptions`, so callers catch one family.
@@ -58,17 +56,6 @@ class BackendError(FreshcacheError):
 
 
 class BackendTimeoutError(BackendError):
-    pass
-
-
-# Loading
-
-
-class LoaderError(FreshcacheError):
-    pass
-
-
-class LeaseTimeoutError(FreshcacheError):
     pass
 
 
