@@ -161,7 +161,10 @@ class AsyncCache:
             hints = [
                 f"{name} (did you mean {close[0]}?)" if close else name
                 for name in sorted(unknown)
-                for close in [difflib.get_close_matches(name, cache_accepts | backend_accepts, 1)]
+                for close in [
+                    [known for known in sorted(cache_accepts) if name in known.split("_")]
+                    or difflib.get_close_matches(name, cache_accepts | backend_accepts, 1)
+                ]
             ]
             raise ConfigurationError(
                 f"{cls.__name__}.from_url({url.split('://')[0]}://...) does not take "

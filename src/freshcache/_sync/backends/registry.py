@@ -121,15 +121,17 @@ def check_redis_url(url: str) -> None:
                 f"Redis URL {_safe(url)}: the database must be a number, as in "
                 f"redis://host:6379/0, not {parts.path.strip('/')!r}"
             )
-        if database.group(1) and "db" in query and query["db"] != database.group(1):
-            raise ConfigurationError(
-                f"Redis URL {_safe(url)} names database {database.group(1)} in its path "
-                f"and {query['db']} in its query; give one"
-            )
     if "db" in query and not query["db"].isdigit():
         raise ConfigurationError(
             f"Redis URL {_safe(url)}: db must be a number, not {query['db']!r}"
         )
+    if parts.scheme != "unix" and "db" in query:
+        in_path = _DATABASE.fullmatch(parts.path)
+        if in_path and in_path.group(1) and int(in_path.group(1)) != int(query["db"]):
+            raise ConfigurationError(
+                f"Redis URL {_safe(url)} names database {in_path.group(1)} in its path "
+                f"and {query['db']} in its query; give one"
+            )
     if "tag_ttl" in query:
         try:
             tag_ttl = float(query["tag_ttl"])
