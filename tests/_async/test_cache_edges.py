@@ -245,3 +245,13 @@ async def test_a_failed_fill_gives_its_lease_back(raise_errors: bool) -> None:
     assert "second" == await other.get_or_load("k", Loader("second"))
     assert (1, 0) == (other.metrics.sets, other.metrics.lease_timeouts)
     await cache.aclose()
+
+
+async def test_a_key_that_is_not_a_string_is_refused(cache: AsyncCache) -> None:
+    """A key that is not a str raises InvalidKeyError from get_or_load and get, even with a str of it cached."""
+    await cache.set("k", "v")
+    for key in (5, None, ["k"], b"k"):
+        with pytest.raises(InvalidKeyError, match="key must be a str"):
+            await cache.get_or_load(key, Loader())  # type: ignore[call-overload]
+        with pytest.raises(InvalidKeyError, match="key must be a str"):
+            await cache.get(key)  # type: ignore[arg-type]

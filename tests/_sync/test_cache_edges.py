@@ -93,7 +93,9 @@ def test_bad_ttl_is_refused_by_every_writer(
 
 @pytest.mark.parametrize("option", ["default_ttl", "lease_ttl", "negative_ttl", "breaker_cooldown"])
 @pytest.mark.parametrize(("value", "message"), BAD_SECONDS)
-def test_bad_seconds_are_refused_at_construction(option: str, value: Any, message: str) -> None:
+def test_bad_seconds_are_refused_at_construction(
+    option: str, value: Any, message: str
+) -> None:
     """Every option in seconds refuses what cannot work, naming the option and the limit."""
     if value is None and option == "negative_ttl":
         return  # None means "no negative TTL"
@@ -244,3 +246,13 @@ def test_a_failed_fill_gives_its_lease_back(raise_errors: bool) -> None:
     assert "second" == other.get_or_load("k", Loader("second"))
     assert (1, 0) == (other.metrics.sets, other.metrics.lease_timeouts)
     cache.close()
+
+
+def test_a_key_that_is_not_a_string_is_refused(cache: Cache) -> None:
+    """A key that is not a str raises InvalidKeyError from get_or_load and get, even with a str of it cached."""
+    cache.set("k", "v")
+    for key in (5, None, ["k"], b"k"):
+        with pytest.raises(InvalidKeyError, match="key must be a str"):
+            cache.get_or_load(key, Loader())  # type: ignore[call-overload]
+        with pytest.raises(InvalidKeyError, match="key must be a str"):
+            cache.get(key)  # type: ignore[arg-type]

@@ -371,7 +371,7 @@ class Cache:
         ):
             ttl = _call_options(loader, ttl, cache_none)
         flights = self._flights
-        if flights and key in flights:
+        if flights and key.__class__ is str and key in flights:
             # A load of this key is already running here: join it without asking the backend.
             self.metrics.misses += 1
         elif (
