@@ -2,7 +2,7 @@
 
 from freshcache._async.backends.base import AsyncBackend
 from freshcache._async.backends.memory import AsyncMemoryBackend
-from freshcache._async.cache import AsyncCache
+from freshcache._async.cache import AsyncCache, AsyncCachedFunction
 from freshcache._async.failures import AsyncFailureSink, AsyncRetryQueue
 from freshcache._async.manager import (
     AsyncEntityInvalidator,
@@ -19,7 +19,6 @@ from freshcache._exceptions import (
     FreshcacheError,
     InvalidEntityError,
     InvalidKeyError,
-    LeaseTimeoutError,
     SerializationError,
     SignatureError,
 )
@@ -36,7 +35,7 @@ from freshcache._serializers import (
 )
 from freshcache._sync.backends.base import Backend
 from freshcache._sync.backends.memory import MemoryBackend
-from freshcache._sync.cache import Cache
+from freshcache._sync.cache import Cache, CachedFunction
 from freshcache._sync.failures import FailureSink, RetryQueue
 from freshcache._sync.manager import EntityInvalidator, InvalidationBatch, InvalidationManager
 
@@ -45,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncBackend",
     "AsyncCache",
+    "AsyncCachedFunction",
     "AsyncEntityInvalidator",
     "AsyncFailureSink",
     "AsyncInvalidationBatch",
@@ -56,6 +56,7 @@ __all__ = [
     "BackendTimeoutError",
     "Cache",
     "CacheMetrics",
+    "CachedFunction",
     "ConfigurationError",
     "ConflictError",
     "DatabaseError",
@@ -72,7 +73,6 @@ __all__ = [
     "InvalidationBatch",
     "InvalidationManager",
     "JSONSerializer",
-    "LeaseTimeoutError",
     "MISSING",
     "ManagerMetrics",
     "MemoryBackend",

@@ -10,10 +10,8 @@
     ├── DatabaseError             any other failure of the database behind a repository
     ├── SerializationError        a value that cannot be encoded or decoded
     │   └── SignatureError        a signed payload that is unsigned or tampered with
-    ├── BackendError              the cache server failed or could not be reached
-    │   └── BackendTimeoutError   ... in time
-    ├── LoaderError               a loader raised (the original is its __cause__)
-    └── LeaseTimeoutError         a waiter gave up waiting for another loader
+    └── BackendError              the cache server failed or could not be reached
+        └── BackendTimeoutError   ... in time
 
 Foreign errors (redis, sqlalchemy) are turned into these at the boundary by
 :class:`map_exceptions`, so callers catch one family.
@@ -72,17 +70,6 @@ class BackendError(FreshcacheError):
 
 
 class BackendTimeoutError(BackendError):
-    pass
-
-
-# Loading
-
-
-class LoaderError(FreshcacheError):
-    pass
-
-
-class LeaseTimeoutError(FreshcacheError):
     pass
 
 

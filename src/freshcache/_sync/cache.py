@@ -3,20 +3,27 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from freshcache._sync.backends.base import Backend
 from freshcache._sync.batching import TagBatcher
 from freshcache._breaker import CircuitBreaker
-from freshcache._calls import invoke
+from freshcache._calls import (
+    BackgroundCalls,
+    check_decorated,
+    check_loader,
+    load,
+)
+from freshcache._durations import Seconds, seconds
 from freshcache._entries import MISSING, FillStatus, new_token
 from freshcache._exceptions import (
     BackendError,
@@ -32,7 +39,8 @@ from freshcache._synchronization import Event, sleep
 log = logging.getLogger("freshcache")
 
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
+T_co = TypeVar("T_co", covariant=True)
+P = ParamSpec("P")
 
 _FIRST_POLL = 0.002
 _MAX_POLL = 0.05
@@ -59,6 +67,20 @@ class _Flight:
         self.snapshot_at = math.inf
 
 
+class CachedFunction(Protocol[P, T_co]):
+    """What :meth:`Cache.cached` returns: the function, cached, with its key and invalidation."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T_co: ...
+
+    def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The cache key of the call with these arguments."""
+        ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> int:
+        """Delete the entry of the call with these arguments; 1 if it existed."""
+        ...
+
+
 class Cache:
     """A cache-aside cache whose fills can never store data older than an invalidation.
 
@@ -72,25 +94,37 @@ class Cache:
         self,
         backend: Backend,
         *,
-        default_ttl: float = 300.0,
+        default_ttl: Seconds = 300.0,
         ttl_jitter: float = 0.0,
-        lease_ttl: float = 10.0,
-        lease_wait: float | None = None,
+        lease_ttl: Seconds = 10.0,
+        lease_wait: Seconds | None = None,
         cache_none: bool = False,
-        negative_ttl: float | None = None,
+        negative_ttl: Seconds | None = None,
         raise_errors: bool = False,
-        breaker_cooldown: float = 0.5,
+        breaker_cooldown: Seconds = 0.5,
         metrics: CacheMetrics | None = None,
     ) -> None:
         require_kind(backend, Backend, "Cache")
-        _check_seconds("default_ttl", default_ttl)
-        _check_seconds("lease_ttl", lease_ttl)
+        default_ttl = seconds("default_ttl", default_ttl)
+        lease_ttl = seconds("lease_ttl", lease_ttl)
         if negative_ttl is not None:
-            _check_seconds("negative_ttl", negative_ttl)
-        if lease_wait is not None and lease_wait < 0:
-            raise ConfigurationError(f"lease_wait must be zero or more seconds, not {lease_wait}")
-        if not 0.0 <= ttl_jitter < 1.0:
-            raise ConfigurationError(f"ttl_jitter is a fraction in [0, 1), not {ttl_jitter}")
+            negative_ttl = seconds("negative_ttl", negative_ttl)
+        if lease_wait is not None:
+            lease_wait = seconds("lease_wait", lease_wait, zero_allowed=True)
+        breaker_cooldown = seconds("breaker_cooldown", breaker_cooldown)
+        if not (
+            isinstance(ttl_jitter, (int, float))
+            and not isinstance(ttl_jitter, bool)
+            and 0.0 <= ttl_jitter < 1.0
+        ):
+            raise ConfigurationError(f"ttl_jitter is a fraction in [0, 1), not {ttl_jitter!r}")
+        for name, flag in (("cache_none", cache_none), ("raise_errors", raise_errors)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{name} must be True or False, not {flag!r}")
+        if metrics is not None and not isinstance(metrics, CacheMetrics):
+            raise ConfigurationError(
+                f"metrics must be a CacheMetrics, not {type(metrics).__name__}"
+            )
         self.backend = backend
         self.default_ttl = default_ttl
         self.ttl_jitter = ttl_jitter
@@ -103,6 +137,8 @@ class Cache:
         self._flights: dict[str, _Flight] = {}
         self._get_count = 0
         self._batcher = TagBatcher(backend)
+        self._background = BackgroundCalls()  # lease releases that outlive a cancellation
+        self._checked_ttl: object = None  # the last per-call ttl found good (see _check_ttl)
         # After a backend failure, reads skip the backend for a while (see _breaker).
         self.breaker = CircuitBreaker(breaker_cooldown)
         # While invalidations of this process wait in a retry queue, the cache may hold
@@ -111,12 +147,31 @@ class Cache:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Cache:
-        """A cache on ``memory://`` or ``redis://host:port/db`` (see ``backend_from_url``)."""
+        """A cache on ``memory://`` or ``redis://host:port/db`` (see ``backend_from_url``).
+
+        ``options`` are the cache's (``default_ttl``, ``lease_ttl`` ...) and the backend's
+        (``max_entries`` for memory, ``namespace`` for Redis ...); any other is an error.
+        """
         from freshcache._sync.backends import registry
 
-        backend_options = {
-            k: options.pop(k) for k in list(options) if k in registry.BACKEND_OPTIONS
-        }
+        backend_accepts = registry.backend_options(url)
+        cache_accepts = set(inspect.signature(cls).parameters) - {"backend"}
+        unknown = set(options) - cache_accepts - backend_accepts
+        if unknown:
+            hints = [
+                f"{name} (did you mean {close[0]}?)" if close else name
+                for name in sorted(unknown)
+                for close in [
+                    [known for known in sorted(cache_accepts) if name in known.split("_")]
+                    or difflib.get_close_matches(name, cache_accepts | backend_accepts, 1)
+                ]
+            ]
+            raise ConfigurationError(
+                f"{cls.__name__}.from_url({url.split('://')[0]}://...) does not take "
+                f"{', '.join(hints)}; the cache takes {', '.join(sorted(cache_accepts))}, "
+                f"its backend {', '.join(sorted(backend_accepts))}"
+            )
+        backend_options = {k: options.pop(k) for k in list(options) if k in backend_accepts}
         return cls(registry.backend_from_url(url, **backend_options), **options)
 
     def __enter__(self) -> Cache:
@@ -131,14 +186,21 @@ class Cache:
         self.close()
 
     def close(self) -> None:
+        self._background.wait()
         self.backend.close()
 
     # Reads
 
     def get(self, key: str, default: Any = None, *, tags: Sequence[str] | None = None) -> Any:
         """The cached value of ``key``, or ``default`` on a miss."""
-        if isinstance(tags, str):
-            raise InvalidKeyError(f"tags must be a list of strings, not the string {tags!r}")
+        if tags is not None:
+            if tags.__class__ is list or tags.__class__ is tuple:
+                try:
+                    "".join(tags)  # every tag a str before the backend sees one
+                except TypeError:
+                    validate_tags(tags)  # raises, naming the tag
+            else:
+                tags = validate_tags(tags)
         value = self._lookup(key, tags)
         if value is MISSING:
             validate_key(key)  # a bad key can never hit, so only misses pay for the check
@@ -200,7 +262,7 @@ class Cache:
     # Writes
 
     def set(
-        self, key: str, value: Any, *, tags: Iterable[str] = (), ttl: float | None = None
+        self, key: str, value: Any, *, tags: Iterable[str] = (), ttl: Seconds | None = None
     ) -> bool:
         """Store ``value`` under the current versions of ``tags``.
 
@@ -211,7 +273,7 @@ class Cache:
         """
         key = validate_key(key)
         tag_list = validate_tags(tags)
-        ttl = self._ttl(ttl)
+        seconds_to_live = self._ttl(ttl)
         if self._skip_read():
             return False
         try:
@@ -219,7 +281,7 @@ class Cache:
             if ticket.status is not FillStatus.ACQUIRED:
                 return False
             stored = self.backend.fill(
-                key, value, tag_list, ticket.versions, ttl=ttl, token=None
+                key, value, tag_list, ticket.versions, ttl=seconds_to_live, token=None
             )
         except BackendError as exc:
             self._backend_failed("set", exc)
@@ -228,12 +290,18 @@ class Cache:
         return stored
 
     def set_many(
-        self, items: Mapping[str, Any], *, tags: Iterable[str] = (), ttl: float | None = None
+        self, items: Mapping[str, Any], *, tags: Iterable[str] = (), ttl: Seconds | None = None
     ) -> int:
         """Store every item under ``tags``; how many were stored."""
+        if not isinstance(items, Mapping):
+            raise ConfigurationError(
+                f"set_many takes a mapping of keys to values, not {type(items).__name__}"
+            )
         tag_list = validate_tags(tags)
         for key in items:
             validate_key(key)
+        if ttl is not None:
+            ttl = seconds("ttl", ttl)
         stored = 0
         for key, value in items.items():
             stored += self.set(key, value, tags=tag_list, ttl=ttl)
@@ -245,13 +313,36 @@ class Cache:
 
     # Loading
 
+    @overload
+    def get_or_load(
+        self,
+        key: str,
+        loader: Callable[[], T],
+        *,
+        tags: Iterable[str] = ...,
+        ttl: Seconds | None = ...,
+        cache_none: bool | None = ...,
+    ) -> T: ...
+
+    # The sync twin (where T becomes T) repeats this overload: the ignore is its.
+    @overload
+    def get_or_load(  # type: ignore[overload-cannot-match, unused-ignore]
+        self,
+        key: str,
+        loader: Callable[[], T],
+        *,
+        tags: Iterable[str] = ...,
+        ttl: Seconds | None = ...,
+        cache_none: bool | None = ...,
+    ) -> T: ...
+
     def get_or_load(
         self,
         key: str,
         loader: Callable[[], Any],
         *,
         tags: Iterable[str] = (),
-        ttl: float | None = None,
+        ttl: Seconds | None = None,
         cache_none: bool | None = None,
     ) -> Any:
         """The cached value of ``key``; on a miss, ``loader()``'s result, cached under ``tags``.
@@ -259,11 +350,25 @@ class Cache:
         Concurrent misses on one key run ``loader`` once: in this process they wait for
         the same call; across processes, for the holder of the key's lease, at most
         ``lease_wait`` seconds, after which they load without filling. A holder that
-        dies loses its lease after ``lease_ttl`` and another caller takes over.
+        dies loses its lease after ``lease_ttl`` and another caller takes over; one that
+        fails or is cancelled gives it up at once.
         """
-        tag_list = tags if isinstance(tags, (list, tuple)) else validate_tags(tags)
+        # Every argument is checked before the backend is asked, in a few comparisons on
+        # the hit path (isinstance with a tuple alone would cost more than all of them).
+        if tags.__class__ is list or tags.__class__ is tuple:
+            tag_list: Sequence[str] = tags
+            try:
+                "".join(tag_list)  # every tag a str before the backend sees one
+            except TypeError:
+                validate_tags(tag_list)  # raises, naming the tag
+        else:
+            tag_list = validate_tags(tags)
+        if ttl is not None and ttl is not self._checked_ttl:
+            ttl = self._check_ttl(ttl)
+        if (cache_none is not None and cache_none.__class__ is not bool) or not callable(loader):
+            _check_call(loader, cache_none)  # type: ignore[unreachable]  # for untyped callers
         flights = self._flights
-        if flights and key in flights:
+        if flights and key.__class__ is str and key in flights:
             # A load of this key is already running here: join it without asking the backend.
             self.metrics.misses += 1
         elif (
@@ -290,6 +395,8 @@ class Cache:
                 return value
         key = validate_key(key)
         tag_list = validate_tags(tag_list)
+        check_loader(loader)
+        seconds_to_live = None if ttl is None else seconds("ttl", ttl)
         arrived = time.monotonic()
         flight = _Flight()
         while True:
@@ -315,7 +422,9 @@ class Cache:
                 raise leader.error
             # The leader was cancelled or interrupted, not us: lead the next attempt.
         try:
-            flight.value = self._load_and_fill(key, loader, tag_list, ttl, cache_none, flight)
+            flight.value = self._load_and_fill(
+                key, loader, tag_list, seconds_to_live, cache_none, flight
+            )
             return flight.value
         except BaseException as exc:
             flight.error = exc
@@ -349,6 +458,9 @@ class Cache:
                 )
                 self._backend_ok()
             except (BackendError, SerializationError) as exc:
+                if isinstance(exc, BackendError):
+                    # It may have failed after the script ran (a timeout): the lease may be ours.
+                    self._release_soon(key, token)
                 self._read_failed("begin_fill", exc)
                 if isinstance(exc, SerializationError) and not dropped_undecodable:
                     # The entry there cannot be decoded: drop it and fill over it, once.
@@ -359,6 +471,11 @@ class Cache:
                     except BackendError as failure:
                         self._backend_failed("delete", failure)
                 return self._load(loader)
+            except BaseException:
+                # Cancelled while the script was in flight: it may run all the same and take
+                # the lease for a token nobody else knows.
+                self._release_soon(key, token)
+                raise
             if ticket.status is FillStatus.HIT:
                 return ticket.value  # filled since our read: no second load
             if ticket.status is FillStatus.PENDING:
@@ -398,10 +515,14 @@ class Cache:
         ttl: float | None,
         cache_none: bool | None,
     ) -> Any:
+        """Load and fill; every way out of here but a fill that ran leaves the lease free."""
         try:
             value = self._load(loader)
-        except BaseException:
+        except Exception:
             self._release(key, token)
+            raise
+        except BaseException:
+            self._release_soon(key, token)  # cancelled: the caller has no time to wait for it
             raise
         if value is None and not (self.cache_none if cache_none is None else cache_none):
             self._release(key, token)
@@ -413,11 +534,18 @@ class Cache:
                 key, value, tags, versions, ttl=self._ttl(ttl), token=token
             )
         except BackendError as exc:
+            self._release_soon(key, token)  # the fill may never have reached the server
             self._backend_failed("fill", exc)
             return value
         except SerializationError as exc:
-            self._value_refused(exc)
+            self._value_refused(exc)  # the backend freed the lease when it refused the value
             return value
+        except Exception:
+            self._release(key, token)  # refused before any I/O: a value it cannot encode
+            raise
+        except BaseException:
+            self._release_soon(key, token)
+            raise
         if stored:
             self.metrics.sets += 1
         else:
@@ -430,12 +558,28 @@ class Cache:
         except BackendError as exc:
             self._backend_failed("release_lease", exc)
 
+    def _release_soon(self, key: str, token: str) -> None:
+        """Release ``token``'s lease (a no-op if not held) without holding up the caller.
+
+        The caller was cancelled, or the backend just failed it: another round trip now
+        could cost it a full timeout. Until the release lands, every caller of the key in
+        every process would wait for a loader that stopped.
+        """
+        self._background.start(lambda: self._release_quietly(key, token))
+
+    def _release_quietly(self, key: str, token: str) -> None:
+        try:
+            self.backend.release_lease(key, token)
+        except BackendError as exc:
+            # Counted already: the failure that led here. The lease lapses after lease_ttl.
+            log.info("release_lease of %r failed on %s: %s", key, self.backend.name, exc)
+
     def _load(self, loader: Callable[[], Any]) -> Any:
         metrics = self.metrics
         metrics.loads += 1
         started = time.perf_counter()
         try:
-            return invoke(loader)
+            return load(loader)
         except BaseException:
             metrics.load_errors += 1
             raise
@@ -447,18 +591,26 @@ class Cache:
         *,
         key: str,
         tags: Iterable[str] = (),
-        ttl: float | None = None,
+        ttl: Seconds | None = None,
         cache_none: bool | None = None,
-    ) -> Callable[[F], F]:
+    ) -> Callable[[Callable[P, T]], CachedFunction[P, T]]:
         """Cache a function's results under ``key`` and ``tags``, templates filled from its arguments.
 
         ``@cache.cached(key="user:{user_id}:progress", tags=["user:{user_id}"])``. The
         wrapper has ``key_for(*args, **kwargs)`` and ``invalidate(*args, **kwargs)``.
+        Cache.cached wraps an ``def`` and Cache.cached a plain function; the
+        other kind is refused when decorated.
         """
         key_template = Template(key, kind="key")
+        if isinstance(tags, str):
+            raise InvalidKeyError(f"tags must be a list of strings, not the string {tags!r}")
         tag_templates = [Template(tag, kind="tag") for tag in tags]
+        seconds_to_live = None if ttl is None else seconds("ttl", ttl)
+        if cache_none is not None and not isinstance(cache_none, bool):
+            raise ConfigurationError(f"cache_none must be True, False or None, not {cache_none!r}")
 
-        def decorate(function: F) -> F:
+        def decorate(function: Callable[P, T]) -> CachedFunction[P, T]:
+            check_decorated(function, f"cached(key={key!r})")
             signature = inspect.signature(function)
             wanted = {*key_template.fields, *(f for t in tag_templates for f in t.fields)}
             unknown = wanted.difference(signature.parameters)
@@ -473,26 +625,26 @@ class Cache:
                 bound.apply_defaults()
                 return bound.arguments
 
-            def key_for(*args: Any, **kwargs: Any) -> str:
+            def key_for(*args: P.args, **kwargs: P.kwargs) -> str:
                 return key_template.format(arguments(args, kwargs))
 
             @functools.wraps(function)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
                 values = arguments(args, kwargs)
                 return self.get_or_load(
                     key_template.format(values),
                     lambda: function(*args, **kwargs),
                     tags=[template.format(values) for template in tag_templates],
-                    ttl=ttl,
+                    ttl=seconds_to_live,
                     cache_none=cache_none,
                 )
 
-            def invalidate(*args: Any, **kwargs: Any) -> int:
+            def invalidate(*args: P.args, **kwargs: P.kwargs) -> int:
                 return self.invalidate_keys([key_for(*args, **kwargs)])
 
             wrapper.key_for = key_for  # type: ignore[attr-defined]
             wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-            return wrapper  # type: ignore[return-value]
+            return cast("CachedFunction[P, T]", wrapper)
 
         return decorate
 
@@ -561,14 +713,24 @@ class Cache:
 
     # Helpers
 
-    def _ttl(self, ttl: float | None) -> float:
-        if ttl is None:
-            ttl = self.default_ttl
-        else:
-            _check_seconds("ttl", ttl)
+    def _check_ttl(self, ttl: Seconds) -> float:
+        """A per-call ttl in seconds, or ConfigurationError before any I/O.
+
+        A ttl is a constant in practice: the last plain number found good is remembered
+        (by identity: the same int or float object cannot change), so a hit pays one
+        comparison for it.
+        """
+        amount = seconds("ttl", ttl)
+        if ttl.__class__ is int or ttl.__class__ is float:
+            self._checked_ttl = ttl
+        return amount
+
+    def _ttl(self, ttl: Seconds | None) -> float:
+        """The seconds an entry lives: ``ttl`` (checked) or the default, jittered."""
+        amount = self.default_ttl if ttl is None else seconds("ttl", ttl)
         if self.ttl_jitter:
-            ttl *= 1.0 - random.random() * self.ttl_jitter
-        return ttl
+            amount *= 1.0 - random.random() * self.ttl_jitter
+        return amount
 
     def suspend_reads(self) -> None:
         """Read past the cache (loader, no fill) until resume_reads; invalidations go on."""
@@ -640,6 +802,8 @@ class Cache:
         )
 
 
-def _check_seconds(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+def _check_call(loader: object, cache_none: object) -> None:
+    """ConfigurationError for a loader or a cache_none that cannot work."""
+    check_loader(loader)
+    if cache_none is not None and not isinstance(cache_none, bool):
+        raise ConfigurationError(f"cache_none must be True, False or None, not {cache_none!r}")

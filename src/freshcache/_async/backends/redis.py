@@ -18,6 +18,7 @@ import redis.exceptions
 
 from freshcache import _lua
 from freshcache._async.backends.base import AsyncBackend
+from freshcache._async.backends.registry import check_redis_url
 from freshcache._entries import (
     MAGIC,
     MISSING,
@@ -137,6 +138,7 @@ class AsyncRedisBackend(AsyncBackend):
         the rest of it goes to redis-py. One quick retry by default: a down server must
         cost a failed read in milliseconds, not redis-py's default seconds of backoff.
         """
+        check_redis_url(url)
         parts = urlsplit(url)
         ours = {"namespace", "serializer", "tag_ttl"}
         query = parse_qsl(parts.query)

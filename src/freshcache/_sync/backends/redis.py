@@ -19,6 +19,7 @@ import redis.exceptions
 
 from freshcache import _lua
 from freshcache._sync.backends.base import Backend
+from freshcache._sync.backends.registry import check_redis_url
 from freshcache._entries import (
     MAGIC,
     MISSING,
@@ -138,6 +139,7 @@ class RedisBackend(Backend):
         the rest of it goes to redis-py. One quick retry by default: a down server must
         cost a failed read in milliseconds, not redis-py's default seconds of backoff.
         """
+        check_redis_url(url)
         parts = urlsplit(url)
         ours = {"namespace", "serializer", "tag_ttl"}
         query = parse_qsl(parts.query)
