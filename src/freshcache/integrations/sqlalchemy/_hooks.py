@@ -2,9 +2,11 @@
 
 At each flush the inserted, updated and deleted objects are recorded with their changed
 fields and old values, tagged with the savepoint they happened in (a rolled-back
-savepoint drops its own). Bulk ``update()`` and ``delete()`` statements are caught in
-``do_orm_execute``: the affected rows are read before (and, for an update, after) the
-statement, up to a limit, past which the type's wide tags are invalidated instead.
+savepoint drops its own). Every other statement that writes a mapped table on the
+session's connection (ORM and Core ``insert()``/``update()``/``delete()``, the legacy bulk
+methods, ``text()`` and driver SQL) is caught at the connection, where they all pass: the
+rows it names are read before it (locked) and reported by RETURNING where the database
+has it, and whatever cannot be known row by row invalidates the type's wide tags.
 
 Before the commit the transaction's tags are written to the outbox in the same database
 transaction and, in strict mode, marked pending. After the commit they get new versions
@@ -16,13 +18,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, event, insert, select, text, tuple_
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    Table,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.sql.dml import Delete, Insert, Update, UpdateBase
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.util import await_only
 
 from freshcache._async.manager import AsyncInvalidationManager
@@ -40,6 +58,13 @@ from freshcache.integrations.sqlalchemy._models import (
     values_of,
 )
 from freshcache.integrations.sqlalchemy._outbox import outbox_row
+from freshcache.integrations.sqlalchemy._statements import (
+    MappedTable,
+    identities_in,
+    inserted_rows,
+    mapped_tables,
+    tables_named,
+)
 
 log = logging.getLogger("freshcache")
 
@@ -47,6 +72,8 @@ _INFO_KEY = "freshcache"
 # Set (transaction-local) by the application's sessions; freshcache's triggers skip their writes.
 APPLICATION_SETTING = "freshcache.application"
 Mode = Literal["strict", "commit"]
+# An execution option: the mapped classes (or entity types) a statement writes out of sight.
+WRITES_OPTION = "freshcache_writes"
 
 
 @dataclass
@@ -64,6 +91,24 @@ class _Transaction:
     pending: PendingWrite | None = None
     outbox_id: str | None = None
     committing: bool = False  # before_commit finished: from here the outcome may be unknown
+    # The flush in progress: its statements are recorded from attribute history instead.
+    # The legacy bulk methods set Session._flushing too, so that flag cannot tell them apart.
+    flush: weakref.ref[Any] | None = None
+    # Statements between before_execute and after_execute, by id of the statement sent.
+    executing: dict[int, _Execution] = field(default_factory=dict)
+    # Old values the session did not hold when they were set (expired, deferred), read at before_flush.
+    unloaded_old: dict[int, tuple[Any, dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class _Execution:
+    """An UPDATE or DELETE on its way: what was read before it, for after_execute."""
+
+    statement: UpdateBase
+    mapped: MappedTable
+    before: list[dict[str, Any]]
+    returning: bool  # RETURNING was added: the statement reports the rows it changed
+    asked: list[tuple[Any, ...]] | None  # the primary keys it names, when it names them
 
 
 class SessionInvalidation:
@@ -100,6 +145,11 @@ class SessionInvalidation:
         # process exactly there to show that the outbox repairs what it left undone.
         self.on_committed: Callable[[Session], None] | None = None
         self._types: dict[type[Any], str | None] = {}
+        # The connections hooked sessions hold, so that a statement seen at the engine is
+        # known to be one of theirs; and the engines listened on, once each.
+        self._sessions: weakref.WeakKeyDictionary[Connection, Session] = weakref.WeakKeyDictionary()
+        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._engines_lock = threading.Lock()
 
     # Installing
 
@@ -121,13 +171,12 @@ class SessionInvalidation:
             )
         event.listen(target, "before_flush", self._before_flush)
         event.listen(target, "after_flush", self._after_flush)
-        event.listen(target, "do_orm_execute", self._do_orm_execute)
+        event.listen(target, "after_flush_postexec", self._after_flush_postexec)
         event.listen(target, "before_commit", self._before_commit)
         event.listen(target, "after_commit", self._after_commit)
         event.listen(target, "after_soft_rollback", self._after_soft_rollback)
         event.listen(target, "after_transaction_end", self._after_transaction_end)
-        if self.database_triggers:
-            event.listen(target, "after_begin", self._after_begin)
+        event.listen(target, "after_begin", self._after_begin)
 
     def _entity_type(self, model: type[Any]) -> str | None:
         try:
@@ -149,28 +198,94 @@ class SessionInvalidation:
             state = session.info[_INFO_KEY] = _Transaction()
         return state
 
-    @staticmethod
     def _after_begin(
-        session: Session, transaction: SessionTransaction, connection: Connection
+        self, session: Session, transaction: SessionTransaction, connection: Connection
     ) -> None:
-        if connection.dialect.name == "postgresql":
+        self._sessions[connection] = session
+        self._listen(connection.engine)
+        if self.database_triggers and connection.dialect.name == "postgresql":
             connection.execute(text(f"SET LOCAL {APPLICATION_SETTING} = 'on'"))
+
+    def _listen(self, engine: Engine) -> None:
+        """Listen on the engine's statements: every write passes there, flush or not, ORM or not."""
+        if engine in self._engines:
+            return
+        with self._engines_lock:
+            if engine in self._engines:
+                return
+            # An engine's listeners reach the connections it already made too.
+            event.listen(engine, "before_execute", self._before_execute, retval=True)
+            event.listen(engine, "after_execute", self._after_execute)
+            event.listen(engine, "before_cursor_execute", self._before_cursor_execute)
+            self._engines.add(engine)
 
     # Recording
 
     def _before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        transaction = self._state(session)
+        transaction.flush = weakref.ref(flush_context)
+        transaction.unloaded_old.clear()
         for instance in session.dirty:
             if self._entity_type(type(instance)) is not None:
                 load_columns(instance)
+        self._read_unloaded_old_values(session, transaction)
         deleted: dict[type[Any], list[dict[str, Any]]] = {}
         for instance in session.deleted:
             load_columns(instance)  # its own tags, and the keys its cascades follow
-            deleted.setdefault(type(instance), []).append(values_of(instance))
+            values = values_of(instance)
+            old = transaction.unloaded_old.get(id(instance))
+            deleted.setdefault(type(instance), []).append({**values, **(old[1] if old else {})})
         for model, rows in deleted.items():
-            self._record_database_cascades(session, model, rows)
+            self._record_database_cascades(session, session.execute, model, rows)
+
+    def _read_unloaded_old_values(self, session: Session, transaction: _Transaction) -> None:
+        """Read the old values of columns set while the session did not hold them.
+
+        A column set while expired (by a commit, with expire_on_commit) or deferred has no
+        old value in its history, yet the rules need it (the old parent's list). Before the
+        flush the row still holds it: one locked read per class, by primary key.
+        """
+        missing: dict[type[Any], list[tuple[Any, list[str]]]] = {}
+        for instance in (*session.dirty, *session.deleted):
+            if self._entity_type(type(instance)) is None:
+                continue
+            state = inspect(instance)
+            if state.key is None:
+                continue
+            keys = [
+                key
+                for key in column_keys(type(instance))
+                if (history := state.attrs[key].history).added and not history.deleted
+            ]
+            if keys:
+                missing.setdefault(type(instance), []).append((instance, keys))
+        for model, instances in missing.items():
+            mapper = mapper_of(model)
+            primary = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
+            wanted = sorted({key for _, keys in instances for key in keys})
+            identities = [inspect(instance).key[1] for instance, _ in instances]
+            query = (
+                select(*[getattr(model, key) for key in (*primary, *wanted)])
+                .where(tuple_(*[getattr(model, key) for key in primary]).in_(identities))
+                .with_for_update()
+            )
+            found = {
+                tuple(row[: len(primary)]): dict(zip(wanted, row[len(primary) :], strict=True))
+                for row in session.execute(query)
+            }
+            for instance, keys in instances:
+                row = found.get(tuple(inspect(instance).key[1]))
+                if row is not None:
+                    old = {key: row[key] for key in keys}
+                    transaction.unloaded_old[id(instance)] = (instance, old)
 
     def _record_database_cascades(
-        self, session: Session, model: type[Any], rows: list[dict[str, Any]], depth: int = 0
+        self,
+        session: Session,
+        read: Callable[[Executable], Result[Any]],
+        model: type[Any],
+        rows: list[dict[str, Any]],
+        depth: int = 0,
     ) -> None:
         """Record what the database itself will delete or null when these rows go.
 
@@ -191,7 +306,7 @@ class SessionInvalidation:
                 .where(getattr(child, child_key).in_(values))
                 .limit(self.bulk_row_limit + 1)
             )
-            found = [row._asdict() for row in session.execute(query)]
+            found = [row._asdict() for row in read(query)]
             child_type = self._entity_type(child)
             if child_type is not None and len(found) > self.bulk_row_limit:
                 transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(child_type)))
@@ -210,11 +325,12 @@ class SessionInvalidation:
                     transaction.intents.append(_Intent(savepoint, change))
             if action == "CASCADE":
                 self._record_database_cascades(
-                    session, child, found[: self.bulk_row_limit], depth + 1
+                    session, read, child, found[: self.bulk_row_limit], depth + 1
                 )
 
     def _after_flush(self, session: Session, flush_context: Any) -> None:
         savepoint = session.get_nested_transaction()
+        transaction = self._state(session)
         intents = []
         for kind, instances in (
             ("insert", session.new),
@@ -225,76 +341,266 @@ class SessionInvalidation:
                 if self._entity_type(type(instance)) is None:
                     continue
                 change = change_of(instance, kind)
+                unloaded = transaction.unloaded_old.get(id(instance))
+                if change is not None and unloaded is not None:
+                    change = replace(change, old={**(change.old or {}), **unloaded[1]})
                 if change is not None:
                     intents.append(_Intent(savepoint, change))
-        if intents:
-            self._state(session).intents.extend(intents)
+        transaction.unloaded_old.clear()
+        transaction.intents.extend(intents)
 
-    def _do_orm_execute(self, state: ORMExecuteState) -> Any:
-        if state.bind_mapper is None or not (state.is_insert or state.is_update or state.is_delete):
-            return None
-        model = state.bind_mapper.class_
-        entity_type = self._entity_type(model)
-        if entity_type is None:
-            return None
-        session = state.session
+    @staticmethod
+    def _after_flush_postexec(session: Session, flush_context: Any) -> None:
+        state = session.info.get(_INFO_KEY)
+        if state is not None:
+            state.flush = None
+
+    def _flushing(self, session: Session) -> bool:
+        """Whether a statement comes from the flush (not from a legacy bulk method)."""
+        state = session.info.get(_INFO_KEY)
+        return state is not None and state.flush is not None and state.flush() is not None
+
+    # Statements that write outside the flush, seen on the session's connection
+
+    def _before_execute(
+        self,
+        connection: Connection,
+        statement: Any,
+        multiparams: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any],
+        execution_options: Mapping[str, Any],
+    ) -> tuple[Any, Sequence[Mapping[str, Any]], Mapping[str, Any]]:
+        session = self._sessions.get(connection)
+        # The flush's own statements are recorded by after_flush, from attribute history.
+        if session is None or self._flushing(session):
+            return statement, multiparams, params
+        named = execution_options.get(WRITES_OPTION)
+        if named is not None:
+            self._record_named(session, named)
+        if isinstance(statement, TextClause):
+            self._record_tables(session, tables_named(statement.text))
+            return statement, multiparams, params
+        if not isinstance(statement, (Insert, Update, Delete)):
+            return statement, multiparams, params
+        known = [m for m in mapped_tables(statement.table) if self._entity_type(m.model)]
+        rows = list(multiparams) if multiparams else [params]
+        if isinstance(statement, Insert):
+            for mapped in known:
+                self._record_insert(session, statement, mapped, rows)
+        elif len(known) == 1:
+            statement = self._read_before(session, connection, statement, known[0], rows)
+        else:  # several classes on one table (single-table inheritance): not read row by row
+            for mapped in known:
+                self._record_wide(session, mapped.model, mapped.entity_type)
+        return statement, multiparams, params
+
+    def _before_cursor_execute(
+        self,
+        connection: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        # Only SQL sent as a string (exec_driver_sql) arrives here uncompiled and unseen.
+        if context is None or context.compiled is not None:
+            return
+        session = self._sessions.get(connection)
+        if session is None or self._flushing(session):
+            return
+        named = context.execution_options.get(WRITES_OPTION)
+        if named is not None:
+            self._record_named(session, named)
+        self._record_tables(session, tables_named(statement))
+
+    def _record_named(self, session: Session, named: Any) -> None:
+        """``freshcache_writes``: the types a statement changes out of sight, invalidated wide."""
+        items = [named] if isinstance(named, (str, type)) else list(named)
+        for item in items:
+            entity_type = self._entity_type(item) if isinstance(item, type) else item
+            if entity_type not in self.manager.rules.entity_types:
+                raise ConfigurationError(
+                    f"{WRITES_OPTION} names mapped classes or entity types the rules know "
+                    f"({', '.join(sorted(self.manager.rules.entity_types))}), not {item!r}"
+                )
+            model = item if isinstance(item, type) else None
+            self._record_wide(session, model, entity_type)
+
+    def _record_tables(self, session: Session, tables: Iterable[Table]) -> None:
+        for table in tables:
+            for mapped in mapped_tables(table):
+                entity_type = self._entity_type(mapped.model)
+                if entity_type is not None:
+                    self._record_wide(session, mapped.model, entity_type)
+
+    def _record_insert(
+        self,
+        session: Session,
+        statement: Insert,
+        mapped: MappedTable,
+        rows: Sequence[Mapping[str, Any]],
+    ) -> None:
+        entity_type = mapped.entity_type
+        inserted = inserted_rows(statement, mapped, rows)
         savepoint = session.get_nested_transaction()
         transaction = self._state(session)
-        if state.is_insert:
-            # New rows (or upserts): every entry of the type may have changed, the cached
-            # "not found" of the new ids included. The bulk tag reaches them all.
+        if inserted is None:
+            # An upsert, INSERT .. SELECT, or values made by the database: every entry of
+            # the type may have changed, a cached "not found" of the new keys included.
             transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(entity_type)))
-            return None
-        keys = column_keys(model)
-        primary = [
-            mapper_of(model).get_property_by_column(c).key for c in mapper_of(model).primary_key
-        ]
-        where = state.statement.whereclause  # type: ignore[attr-defined]
-        query = select(*[getattr(model, key) for key in keys]).limit(self.bulk_row_limit + 1)
-        if where is not None:
-            query = query.where(where)
+            return
+        transaction.intents.extend(
+            _Intent(savepoint, EntityChange(entity_type, new=values)) for values in inserted
+        )
+
+    def _read_before(
+        self,
+        session: Session,
+        connection: Connection,
+        statement: Update | Delete,
+        mapped: MappedTable,
+        rows: Sequence[Mapping[str, Any]],
+    ) -> Any:
+        """Read, and lock, the rows an UPDATE or DELETE will change; have it report them too.
+
+        ``FOR UPDATE`` keeps the rows read from changing until the commit, so their old
+        values stay true. A row that starts to match between this read and the statement
+        (another transaction's commit, under READ COMMITTED) is not locked and not read:
+        RETURNING, where the database has it, names it, and after_execute falls back to
+        the type's wide tags for it.
+        """
+        limit = self.bulk_row_limit
+        columns = [column for _, column in mapped.columns]
+        query = select(*columns).with_for_update()
+        asked = identities_in(statement, mapped, rows)
+        where = statement.whereclause
+        if asked is not None and len(asked) <= limit:
+            query = query.where(tuple_(*mapped.primary).in_(asked))
+            query_params: Mapping[str, Any] = {}
+        elif asked is None and where is not None and len(rows) == 1:
+            query = query.where(where).limit(limit + 1)
+            query_params = rows[0]
+        else:  # the whole table, many parameter sets matched by other columns, or too many
+            self._record_wide(session, mapped.model, mapped.entity_type)
+            return statement
+        before = [mapped.values(row._mapping) for row in connection.execute(query, query_params)]
+        if len(before) > limit:
+            self._record_wide(session, mapped.model, mapped.entity_type)
+            return statement
+        if isinstance(statement, Delete):
+            self._record_database_cascades(session, connection.execute, mapped.model, before)
+        returning = (
+            len(rows) == 1
+            and not statement._returning
+            and not statement._return_defaults
+            and mapped.primary[0].table.implicit_returning
+            and (
+                connection.dialect.delete_returning
+                if isinstance(statement, Delete)
+                else connection.dialect.update_returning
+            )
+        )
+        if returning:
+            # return_defaults, not returning: the rows go to returned_defaults_rows and the
+            # caller's result stays what it would have been.
+            statement = statement.return_defaults(
+                *(columns if isinstance(statement, Delete) else mapped.primary)
+            )
+        transaction = self._state(session)
+        transaction.executing[id(statement)] = _Execution(
+            statement, mapped, before, returning, asked
+        )
+        return statement
+
+    def _after_execute(
+        self,
+        connection: Connection,
+        statement: Any,
+        multiparams: Any,
+        params: Any,
+        execution_options: Any,
+        result: Any,
+    ) -> None:
+        session = self._sessions.get(connection)
+        if session is None:
+            return
+        state = session.info.get(_INFO_KEY)
+        execution = None if state is None else state.executing.pop(id(statement), None)
+        if execution is None or execution.statement is not statement:
+            return
+        self._record_changed(session, connection, execution, result)
+
+    def _record_changed(
+        self,
+        session: Session,
+        connection: Connection,
+        execution: _Execution,
+        result: CursorResult[Any],
+    ) -> None:
+        mapped, before = execution.mapped, execution.before
+        entity_type = mapped.entity_type
+        savepoint = session.get_nested_transaction()
+        transaction = self._state(session)
+        read = {mapped.identity_of(row): row for row in before}
+        if execution.returning:
+            reported = [row._mapping for row in result.returned_defaults_rows or ()]
+            changed: list[tuple[Any, ...] | None] = [mapped.identity(row) for row in reported]
         else:
-            identities = _identities_in(state.parameters, primary)
-            if identities is None:  # the whole table
-                self._record_wide(transaction, savepoint, model, entity_type)
-                return None
-            query = query.where(tuple_(*[getattr(model, key) for key in primary]).in_(identities))
-        before = [row._asdict() for row in session.execute(query)]
-        if len(before) > self.bulk_row_limit:
-            self._record_wide(transaction, savepoint, model, entity_type)
-            return None
-        if state.is_delete:
-            self._record_database_cascades(session, model, before)
-        result = state.invoke_statement()
-        if state.is_delete:
+            reported = []
+            changed = list(read)
+            if (
+                execution.asked is None
+                and connection.dialect.supports_sane_rowcount
+                and result.rowcount != len(before)
+            ):
+                changed.append(None)  # rows changed that were not read: some unknown
+        if isinstance(execution.statement, Delete):
+            if execution.returning:  # the rows deleted, as they were: exact
+                old_rows = [mapped.values(row) for row in reported]
+                unread = any(identity not in read for identity in changed)
+            else:
+                old_rows, unread = before, None in changed
             transaction.intents.extend(
-                _Intent(savepoint, EntityChange(entity_type, old=row)) for row in before
+                _Intent(savepoint, EntityChange(entity_type, old=old)) for old in old_rows
             )
-            return result
-        identities = [tuple(row[key] for key in primary) for row in before]
-        after = {}
-        if identities:
-            columns = tuple_(*[getattr(model, key) for key in primary])
-            fetched = session.execute(
-                select(*[getattr(model, key) for key in keys]).where(columns.in_(identities))
+            if unread and execution.returning:  # their children, cascaded, were not read
+                for each in self._cascading_types(mapped.model):
+                    transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(each)))
+            elif unread:
+                self._record_wide(session, mapped.model, entity_type)
+            return
+        wanted = [identity for identity in changed if identity is not None]
+        if execution.asked is not None:  # a key not found before may have been inserted since
+            wanted = list(dict.fromkeys([*wanted, *execution.asked]))
+        after: dict[tuple[Any, ...], dict[str, Any]] = {}
+        if wanted:
+            query = select(*[column for _, column in mapped.columns]).where(
+                tuple_(*mapped.primary).in_(wanted)
             )
-            after = {tuple(row._asdict()[key] for key in primary): row._asdict() for row in fetched}
-        for identity, old in zip(identities, before, strict=True):
-            new = after.get(identity, old)
+            for row in connection.execute(query):
+                after[mapped.identity(row._mapping)] = mapped.values(row._mapping)
+        unknown = None in changed or any(
+            identity not in read for identity in (*changed, *after) if identity is not None
+        )
+        for identity in changed:
+            old = read.get(identity) if identity is not None else None
+            new = after.get(identity) if identity is not None else None
+            if old is None or new is None:
+                unknown = True  # changed unseen, or its primary key moved
+                continue
             transaction.intents.append(
                 _Intent(savepoint, EntityChange(entity_type, old=old, new=new))
             )
-        return result
+        if unknown:
+            self._record_wide(session, mapped.model, entity_type)
 
-    def _record_wide(
-        self,
-        transaction: _Transaction,
-        savepoint: SessionTransaction | None,
-        model: type[Any],
-        entity_type: str,
-    ) -> None:
-        """Too many rows to read one by one: every entry of the type, and of what cascades from it."""
-        for each in (entity_type, *self._cascading_types(model)):
+    def _record_wide(self, session: Session, model: type[Any] | None, entity_type: str) -> None:
+        """Rows not known one by one: every entry of the type, and of what cascades from it."""
+        savepoint = session.get_nested_transaction()
+        transaction = self._state(session)
+        cascading = self._cascading_types(model) if model is not None else []
+        for each in (entity_type, *cascading):
             transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(each)))
 
     def _cascading_types(
@@ -324,6 +630,7 @@ class SessionInvalidation:
         state = session.info.get(_INFO_KEY)
         if state is None:
             return
+        state.flush = None  # a flush that failed ends here
         if previous_transaction.nested:
             state.intents = [
                 i for i in state.intents if not _within(i.savepoint, previous_transaction)
@@ -431,17 +738,6 @@ class SessionInvalidation:
             return
         if invalidation.applied and state.outbox_id is not None and self.relay is not None:
             self.relay.applied(state.outbox_id)
-
-
-def _identities_in(parameters: Any, primary: list[str]) -> list[tuple[Any, ...]] | None:
-    """The primary keys an ORM bulk statement by primary key names in its parameters, or None."""
-    rows = [parameters] if isinstance(parameters, dict) else parameters
-    if not rows or not isinstance(rows, list):
-        return None
-    try:
-        return [tuple(row[key] for key in primary) for row in rows]
-    except (KeyError, TypeError):
-        return None
 
 
 def _within(savepoint: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
