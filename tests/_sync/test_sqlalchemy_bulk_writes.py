@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import defer, make_transient_to_detached
 
 from freshcache import Cache, InvalidationManager, ConfigurationError
@@ -117,6 +117,15 @@ UPDATES = {
     "core_update_with_params": lambda s, w: s.execute(
         update(USERS).where(USERS.c.id == w.ada), {"name": "Ada L."}
     ),
+    "core_executemany_by_name": lambda s, w: s.execute(
+        update(USERS).where(USERS.c.name == bindparam("old")).values(name=bindparam("new")),
+        [{"old": "Ada", "new": "Ada L."}, {"old": "Nobody", "new": "x"}],
+    ),
+    "orm_update_by_subquery": lambda s, w: s.execute(
+        update(User)
+        .where(User.id.in_(select(Challenge.user_id).where(Challenge.title == "Sort a list")))
+        .values(name="Ada L.")
+    ),
     "connection_update": lambda s, w: s.connection().execute(
         update(USERS).where(USERS.c.id == w.ada).values(name="Ada L.")
     ),
@@ -171,6 +180,11 @@ INSERTS = {
     "core_insert_values": lambda s, w: s.execute(
         insert(USERS).values(id=w.absent, email="cy@example.com", name="Cy")
     ),
+    "upsert": lambda s, w: s.execute(
+        _dialect_insert(s)(USERS)
+        .values(id=w.absent, email="ada@example.com", name="Cy")
+        .on_conflict_do_update(index_elements=["email"], set_={"name": "Ada L."})
+    ),
     "text_insert": lambda s, w: s.execute(
         text("INSERT INTO users (id, email, name, score) VALUES (:id, 'cy@example.com', 'Cy', 0)"),
         {"id": w.absent},
@@ -178,7 +192,13 @@ INSERTS = {
 }
 
 
-@pytest.mark.parametrize("how", list(INSERTS))
+def _dialect_insert(session: Any) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+
+
+@pytest.mark.parametrize("how", [how for how in INSERTS if how != "upsert"])
 def test_inserts_that_skip_the_flush_invalidate_not_found(stack: Stack, how: str) -> None:
     """An insert through a hooked session, whatever API sends it, drops the cached "not found" and the type's lists."""
     world = cached_world(stack)
@@ -187,6 +207,76 @@ def test_inserts_that_skip_the_flush_invalidate_not_found(stack: Stack, how: str
 
     assert "Cy" == (stack.users.get(world.absent)).name  # type: ignore[union-attr]
     assert 3 == len(stack.users.list())
+
+
+def test_an_upsert_invalidates_the_row_it_updates(stack: Stack) -> None:
+    """An INSERT .. ON CONFLICT DO UPDATE, whose rows cannot be known from its parameters, leaves the row it updated fresh."""
+    world = cached_world(stack)
+
+    run_sync(stack, lambda session: INSERTS["upsert"](session, world))
+
+    assert "Ada L." == (stack.users.get(world.ada)).name  # type: ignore[union-attr]
+    assert None is stack.users.get(world.absent)
+
+
+@pytest.mark.parametrize("how", ["bulk_insert_mappings", "core_insert"])
+def test_inserts_by_key_leave_other_entities_cached(stack: Stack, how: str) -> None:
+    """An insert whose rows are in its parameters invalidates those rows and the lists they join, not every entity."""
+    world = cached_world(stack)
+
+    run_sync(stack, lambda session: INSERTS[how](session, world))
+
+    assert "Bob" == (stack.cache.get(f"user:{world.bob}"))["name"]  # still cached
+
+
+def test_an_update_that_moves_a_primary_key_invalidates_both_keys(stack: Stack) -> None:
+    """An update that changes a primary key drops the old key's entry and the new key's cached "not found"."""
+    world = cached_world(stack)
+
+    run_sync(
+        stack,
+        lambda session: session.execute(
+            update(USERS).where(USERS.c.id == world.bob).values(id=world.absent)
+        ),
+    )
+
+    assert None is stack.users.get(world.bob)
+    assert "Bob" == (stack.users.get(world.absent)).name  # type: ignore[union-attr]
+
+
+def test_a_rolled_back_savepoint_drops_what_its_bulk_writes_recorded(stack: Stack) -> None:
+    """Bulk and Core writes undone by a savepoint rollback invalidate nothing; those after it do."""
+    world = cached_world(stack)
+
+    def write(session: Any) -> None:
+        savepoint = session.begin_nested()
+        session.bulk_update_mappings(User, [{"id": world.ada, "name": "never"}])
+        session.execute(update(USERS).where(USERS.c.id == world.ada).values(score=9))
+        savepoint.rollback()
+        session.execute(update(USERS).where(USERS.c.id == world.bob).values(name="Robert"))
+
+    run_sync(stack, write)
+
+    assert "Ada" == (stack.cache.get(f"user:{world.ada}"))["name"]  # still cached
+    assert "Robert" == (stack.users.get(world.bob)).name  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("how", ["core_delete", "text_delete"])
+def test_a_core_delete_invalidates_what_the_database_cascades(stack: Stack, how: str) -> None:
+    """Deleting a user with a Core or text statement drops the challenges ON DELETE CASCADE removes with it."""
+    world = cached_world(stack)
+    assert "Sort a list" == (stack.challenges.get(world.challenge)).title  # type: ignore[union-attr]
+    delete_ada = {
+        "core_delete": lambda s: s.execute(delete(USERS).where(USERS.c.id == world.ada)),
+        "text_delete": lambda s: s.execute(
+            text("DELETE FROM users WHERE id = :id"), {"id": world.ada}
+        ),
+    }[how]
+
+    run_sync(stack, delete_ada)
+
+    assert None is stack.challenges.get(world.challenge)
+    assert [] == stack.challenges.list(user_id=world.ada)
 
 
 DELETES = {

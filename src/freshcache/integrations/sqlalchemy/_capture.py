@@ -35,6 +35,7 @@ from freshcache.integrations.sqlalchemy._statements import (
     identities_in,
     inserted_rows,
     mapped_tables,
+    sets_primary_key,
     tables_named,
 )
 
@@ -204,6 +205,8 @@ class StatementCapture(Recorder):
                 connection.dialect.delete_returning
                 if isinstance(statement, Delete)
                 else connection.dialect.update_returning
+                # RETURNING would report the new keys, not the rows read: the row count will do
+                and not sets_primary_key(statement, mapped, rows)
             )
         )
         if returning:
@@ -248,11 +251,12 @@ class StatementCapture(Recorder):
         savepoint = session.get_nested_transaction()
         transaction = self._state(session)
         read = {mapped.identity_of(row): row for row in before}
-        if execution.returning:
-            reported = [row._mapping for row in result.returned_defaults_rows or ()]
-            changed: list[tuple[Any, ...] | None] = [mapped.identity(row) for row in reported]
-        else:
-            reported = []
+        # None when RETURNING was not added, returned nothing, or was left out because the
+        # statement sets the primary key itself (return_defaults skips columns it sets).
+        reported_rows = result.returned_defaults_rows if execution.returning else None
+        reported = [row._mapping for row in reported_rows or ()]
+        changed: list[tuple[Any, ...] | None] = [mapped.identity(row) for row in reported]
+        if reported_rows is None:
             changed = list(read)
             if (
                 execution.asked is None
@@ -261,7 +265,7 @@ class StatementCapture(Recorder):
             ):
                 changed.append(None)  # rows changed that were not read: some unknown
         if isinstance(execution.statement, Delete):
-            if execution.returning:  # the rows deleted, as they were: exact
+            if reported_rows is not None:  # the rows deleted, as they were: exact
                 old_rows = [mapped.values(row) for row in reported]
                 unread = any(identity not in read for identity in changed)
             else:
@@ -269,7 +273,7 @@ class StatementCapture(Recorder):
             transaction.intents.extend(
                 _Intent(savepoint, EntityChange(entity_type, old=old)) for old in old_rows
             )
-            if unread and execution.returning:  # their children, cascaded, were not read
+            if unread and reported_rows is not None:  # their children, cascaded, were not read
                 for each in self._cascading_types(mapped.model):
                     transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(each)))
             elif unread:

@@ -171,6 +171,15 @@ def _column(expression: Any) -> Column[Any] | None:
     return original if isinstance(original, Column) else None
 
 
+def sets_primary_key(
+    statement: UpdateBase, mapped: MappedTable, rows: Sequence[Mapping[str, Any]]
+) -> bool:
+    """Whether an UPDATE may set a primary key column (a parameter of that name counts too)."""
+    keys = {column.key for column in mapped.primary}
+    inline = {getattr(key, "key", key) for key in getattr(statement, "_values", None) or {}}
+    return bool(keys & inline) or any(keys & row.keys() for row in rows)
+
+
 def inserted_rows(
     statement: Insert, mapped: MappedTable, rows: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]] | None:
@@ -205,4 +214,11 @@ def inserted_rows(
     return out
 
 
-__all__ = ["MappedTable", "identities_in", "inserted_rows", "mapped_tables", "tables_named"]
+__all__ = [
+    "MappedTable",
+    "identities_in",
+    "inserted_rows",
+    "mapped_tables",
+    "sets_primary_key",
+    "tables_named",
+]
