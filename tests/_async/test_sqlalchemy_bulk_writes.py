@@ -425,3 +425,25 @@ async def test_deleting_a_child_whose_key_was_set_unloaded_invalidates_the_old_l
         await session.delete(challenge)
 
     assert [] == await stack.challenges.list(user_id=world.ada)
+
+
+async def test_a_value_the_rules_cannot_format_never_fails_the_write(database: Database) -> None:
+    """A change whose tag cannot be formatted commits anyway and invalidates every entry of its type."""
+    engine = database.async_engine()
+    await async_create_tables(engine)
+    cache = AsyncCache.from_url("memory://")
+    rules = rules_from_models(MODELS).entity("user", tags=["by-name:{name}"])
+    manager = AsyncInvalidationManager(cache, rules)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    SessionInvalidation(manager).install(sessions)
+    users = Users(sessions, cache)
+    try:
+        ada = await users.add(email="ada@example.com", name="Ada")
+        assert "Ada" == (await users.get(ada.id)).name  # type: ignore[union-attr]
+
+        await users.update(ada.id, name="Ada Lovelace")  # a space: not a character tags hold
+
+        assert "Ada Lovelace" == (await users.get(ada.id)).name  # type: ignore[union-attr]
+    finally:
+        await manager.aclose()
+        await engine.dispose()

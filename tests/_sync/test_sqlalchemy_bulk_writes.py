@@ -426,3 +426,25 @@ def test_deleting_a_child_whose_key_was_set_unloaded_invalidates_the_old_list(
         session.delete(challenge)
 
     assert [] == stack.challenges.list(user_id=world.ada)
+
+
+def test_a_value_the_rules_cannot_format_never_fails_the_write(database: Database) -> None:
+    """A change whose tag cannot be formatted commits anyway and invalidates every entry of its type."""
+    engine = database.engine()
+    create_tables(engine)
+    cache = Cache.from_url("memory://")
+    rules = rules_from_models(MODELS).entity("user", tags=["by-name:{name}"])
+    manager = InvalidationManager(cache, rules)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    SessionInvalidation(manager).install(sessions)
+    users = Users(sessions, cache)
+    try:
+        ada = users.add(email="ada@example.com", name="Ada")
+        assert "Ada" == (users.get(ada.id)).name  # type: ignore[union-attr]
+
+        users.update(ada.id, name="Ada Lovelace")  # a space: not a character tags hold
+
+        assert "Ada Lovelace" == (users.get(ada.id)).name  # type: ignore[union-attr]
+    finally:
+        manager.close()
+        engine.dispose()

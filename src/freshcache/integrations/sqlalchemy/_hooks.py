@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.util import await_only
 
 from freshcache._async.manager import AsyncInvalidationManager
-from freshcache._exceptions import ConfigurationError
+from freshcache._exceptions import ConfigurationError, InvalidKeyError
 from freshcache._invalidations import PendingWrite
 from freshcache._sync.manager import InvalidationManager
 from freshcache.integrations.sqlalchemy._capture import StatementCapture
@@ -289,16 +289,16 @@ class SessionInvalidation(StatementCapture):
         for intent in state.intents:
             if intent.change is not None:
                 change = intent.change
-                tags.update(
-                    dict.fromkeys(
-                        rules.tags_for(
-                            change.entity_type,
-                            new=change.new,
-                            old=change.old,
-                            changed=change.changed,
-                        )
+                try:
+                    formatted = rules.tags_for(
+                        change.entity_type, new=change.new, old=change.old, changed=change.changed
                     )
-                )
+                except InvalidKeyError:
+                    # A value the rules need is missing (a row gone before its old values
+                    # could be read): never fail the write for it; invalidate the whole type.
+                    log.warning("invalidating every %s: %s", change.entity_type, change)
+                    formatted = self._wide_tags(change.entity_type)
+                tags.update(dict.fromkeys(formatted))
                 state.changes.append(change)
             tags.update(dict.fromkeys(intent.tags))
         state.tags = tuple(tags)
