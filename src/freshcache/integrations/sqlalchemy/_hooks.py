@@ -177,10 +177,13 @@ class SessionInvalidation(StatementCapture):
             state = inspect(instance)
             if state.key is None:
                 continue
+            columns = column_keys(type(instance))
             keys = [
                 key
-                for key in column_keys(type(instance))
-                if (history := state.attrs[key].history).added and not history.deleted
+                for key in state.committed_state  # the attributes changed since the load
+                if key in columns
+                and (history := state.attrs[key].history).added
+                and not history.deleted
             ]
             if keys:
                 missing.setdefault(type(instance), []).append((instance, keys))
