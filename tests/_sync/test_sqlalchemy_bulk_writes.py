@@ -126,6 +126,16 @@ UPDATES = {
         .where(User.id.in_(select(Challenge.user_id).where(Challenge.title == "Sort a list")))
         .values(name="Ada L.")
     ),
+    "orm_update_fetch": lambda s, w: s.execute(
+        update(User)
+        .where(User.name == "Ada")
+        .values(name="Ada L.")
+        .execution_options(synchronize_session="fetch")
+    ),
+    "orm_update_returning": lambda s, w: _check_returned(
+        [w.ada],
+        s.execute(update(User).where(User.name == "Ada").values(name="Ada L.").returning(User.id)),
+    ),
     "connection_update": lambda s, w: s.connection().execute(
         update(USERS).where(USERS.c.id == w.ada).values(name="Ada L.")
     ),
@@ -136,6 +146,11 @@ UPDATES = {
         f"update \"users\" set name = 'Ada L.' where id = {w.ada}"
     ),
 }
+
+
+def _check_returned(expected: list[int], result: Any) -> None:
+    """The caller's own RETURNING still hands back its rows."""
+    assert expected == list(result.scalars())
 
 
 def _detached_change(instance: Any, **changes: Any) -> Any:
@@ -448,3 +463,15 @@ def test_a_value_the_rules_cannot_format_never_fails_the_write(database: Databas
     finally:
         manager.close()
         engine.dispose()
+
+
+def test_a_bulk_statement_still_reports_its_row_count(stack: Stack) -> None:
+    """The RETURNING the hooks add does not change the row count the caller reads."""
+    cached_world(stack)
+
+    with stack.sessions() as session, session.begin():
+        core = session.execute(update(USERS).where(USERS.c.score == 0).values(score=1))
+        orm = session.execute(update(User).where(User.score == 1).values(score=2))
+        deleted = session.execute(delete(Challenge).where(Challenge.title != ""))
+
+    assert [2, 2, 1] == [core.rowcount, orm.rowcount, deleted.rowcount]  # type: ignore[attr-defined]
