@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, event, select, tuple_
+from sqlalchemy import Connection, Engine, Table, event, false, select, tuple_, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete, Insert, Update
@@ -41,6 +41,8 @@ from freshcache.integrations.sqlalchemy._statements import (
 
 # An execution option: the mapped classes (or entity types) a statement writes out of sight.
 WRITES_OPTION = "freshcache_writes"
+# Marks the hooks' own statements, which change nothing and are not recorded.
+_OWN = "freshcache_own"
 
 
 class StatementCapture(Recorder):
@@ -78,7 +80,7 @@ class StatementCapture(Recorder):
     ) -> tuple[Any, Sequence[Mapping[str, Any]], Mapping[str, Any]]:
         session = self._sessions.get(connection)
         # The flush's own statements are recorded by after_flush, from attribute history.
-        if session is None or self._flushing(session):
+        if session is None or self._flushing(session) or execution_options.get(_OWN):
             return statement, multiparams, params
         named = execution_options.get(WRITES_OPTION)
         if named is not None:
@@ -178,6 +180,15 @@ class StatementCapture(Recorder):
         """
         limit = self.bulk_row_limit
         columns = [column for _, column in mapped.columns]
+        if connection.dialect.name == "sqlite":
+            # SQLite has no row locks and ignores FOR UPDATE, and its driver begins the
+            # transaction only at the first write: a write that changes nothing takes the
+            # database's write lock now, so that no other writer commits before the statement.
+            first = mapped.primary[0]
+            connection.execute(
+                update(first.table).where(false()).values({first: first}),
+                execution_options={_OWN: True},
+            )
         query = select(*columns).with_for_update()
         asked = identities_in(statement, mapped, rows)
         where = statement.whereclause
