@@ -40,6 +40,7 @@ class Challenges(BaseRepository[Challenge]):
 
 @dataclass
 class Stack:
+    hooks: SessionInvalidation
     engine: Engine
     sessions: sessionmaker[Session]
     challenges: Challenges
@@ -68,6 +69,7 @@ def stack(database: Database) -> Iterator[Stack]:
     hooks.install(sessions)
     hooks.install(other_sessions)
     yield Stack(
+        hooks,
         engine,
         sessions,
         Challenges(sessions, cache),
@@ -203,5 +205,36 @@ def test_a_row_read_before_a_bulk_statement_cannot_change_until_it_commits(stack
     assert ran
 
     assert 1 == len(refused)
+    assert [] == stack.challenges.list(user_id=bob.id)
+    assert [challenge.id] == [c.id for c in stack.challenges.list(user_id=cy.id)]
+
+
+def test_an_old_value_read_for_an_expired_column_stays_true_until_the_flush(stack: Stack) -> None:
+    """The old value of a column set while expired is read locked before the flush: another transaction cannot move the row before the UPDATE."""
+    ada = stack.users.add(email="ada@example.com", name="Ada")
+    bob = stack.users.add(email="bob@example.com", name="Bob")
+    cy = stack.users.add(email="cy@example.com", name="Cy")
+    challenge = stack.challenges.add(user_id=ada.id, title="todo")
+    expiring = sessionmaker(stack.engine)  # expire_on_commit=True
+    stack.hooks.install(expiring)
+
+    def another_transaction() -> None:
+        with stack.other_sessions() as session, session.begin():
+            moved = session.get(Challenge, challenge.id, with_for_update={"nowait": True})
+            moved.user_id = bob.id  # type: ignore[union-attr]
+        assert 1 == len(stack.challenges.list(user_id=bob.id))
+
+    with expiring() as session:
+        with session.begin():
+            instance = session.get(Challenge, challenge.id)
+        ran, refused = between_read_and_statement(
+            stack, "UPDATE challenges SET user_id=", another_transaction
+        )
+        with session.begin():  # every column expired by the first commit
+            instance.user_id = cy.id  # type: ignore[union-attr]
+    assert ran
+
+    assert 1 == len(refused)
+    assert [] == stack.challenges.list(user_id=ada.id)
     assert [] == stack.challenges.list(user_id=bob.id)
     assert [challenge.id] == [c.id for c in stack.challenges.list(user_id=cy.id)]

@@ -16,7 +16,17 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, event, false, select, tuple_, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Table,
+    event,
+    false,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete, Insert, Update
@@ -43,6 +53,20 @@ from freshcache.integrations.sqlalchemy._statements import (
 WRITES_OPTION = "freshcache_writes"
 # Marks the hooks' own statements, which change nothing and are not recorded.
 _OWN = "freshcache_own"
+
+
+def lock_for_writing(connection: Connection, column: Column[Any]) -> None:
+    """On SQLite, take the database's write lock now; elsewhere FOR UPDATE does the work.
+
+    SQLite has no row locks and ignores FOR UPDATE, and its driver begins the transaction
+    only at the first write: a write that changes nothing takes the lock, so that no other
+    writer commits between a read of old values and the statement that changes them.
+    """
+    if connection.dialect.name == "sqlite":
+        connection.execute(
+            update(column.table).where(false()).values({column: column}),
+            execution_options={_OWN: True},
+        )
 
 
 class StatementCapture(Recorder):
@@ -180,15 +204,7 @@ class StatementCapture(Recorder):
         """
         limit = self.bulk_row_limit
         columns = [column for _, column in mapped.columns]
-        if connection.dialect.name == "sqlite":
-            # SQLite has no row locks and ignores FOR UPDATE, and its driver begins the
-            # transaction only at the first write: a write that changes nothing takes the
-            # database's write lock now, so that no other writer commits before the statement.
-            first = mapped.primary[0]
-            connection.execute(
-                update(first.table).where(false()).values({first: first}),
-                execution_options={_OWN: True},
-            )
+        lock_for_writing(connection, mapped.primary[0])
         query = select(*columns).with_for_update()
         asked = identities_in(statement, mapped, rows)
         where = statement.whereclause

@@ -43,7 +43,7 @@ from freshcache._async.manager import AsyncInvalidationManager
 from freshcache._exceptions import ConfigurationError, InvalidKeyError
 from freshcache._invalidations import PendingWrite
 from freshcache._sync.manager import InvalidationManager
-from freshcache.integrations.sqlalchemy._capture import StatementCapture
+from freshcache.integrations.sqlalchemy._capture import StatementCapture, lock_for_writing
 from freshcache.integrations.sqlalchemy._models import (
     change_of,
     column_keys,
@@ -192,6 +192,8 @@ class SessionInvalidation(StatementCapture):
             primary = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
             wanted = sorted({key for _, keys in instances for key in keys})
             identities = [inspect(instance).key[1] for instance, _ in instances]
+            connection = session.connection(bind_arguments={"mapper": mapper})
+            lock_for_writing(connection, mapper.primary_key[0])  # type: ignore[arg-type]
             query = (
                 select(*[getattr(model, key) for key in (*primary, *wanted)])
                 .where(tuple_(*[getattr(model, key) for key in primary]).in_(identities))
