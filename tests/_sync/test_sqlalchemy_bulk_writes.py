@@ -341,6 +341,20 @@ def test_moving_a_child_outside_the_flush_invalidates_both_parents_lists(
     assert [world.challenge] == [c.id for c in stack.challenges.list(user_id=world.bob)]
 
 
+def test_text_that_only_reads_invalidates_nothing(stack: Stack) -> None:
+    """Raw SQL without a writing verb (a SELECT, even FOR UPDATE, or one quoting 'delete') leaves every entry cached."""
+    world = cached_world(stack)
+    lock = "" if stack.database.kind == "sqlite" else " FOR UPDATE"
+
+    with stack.sessions() as session, session.begin():
+        session.execute(
+            text(f"SELECT id FROM users WHERE name <> 'delete from users' AND id = :id{lock}"),
+            {"id": world.ada},
+        )
+
+    assert "Ada" == (stack.cache.get(f"user:{world.ada}"))["name"]  # still cached
+
+
 def test_text_writing_through_a_procedure_is_invalidated_when_named(stack: Stack) -> None:
     """SQL that changes a mapped table out of sight (here through a trigger) invalidates the types named in freshcache_writes."""
     world = cached_world(stack)
