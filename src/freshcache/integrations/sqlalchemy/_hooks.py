@@ -2,9 +2,11 @@
 
 At each flush the inserted, updated and deleted objects are recorded with their changed
 fields and old values, tagged with the savepoint they happened in (a rolled-back
-savepoint drops its own). Bulk ``update()`` and ``delete()`` statements are caught in
-``do_orm_execute``: the affected rows are read before (and, for an update, after) the
-statement, up to a limit, past which the type's wide tags are invalidated instead.
+savepoint drops its own). Every other statement that writes a mapped table on the
+session's connection (ORM and Core ``insert()``/``update()``/``delete()``, the legacy bulk
+methods, ``text()`` and driver SQL) is caught at the connection, where they all pass: the
+rows it names are read before it (locked) and reported by RETURNING where the database
+has it, and whatever cannot be known row by row invalidates the type's wide tags.
 
 Before the commit the transaction's tags are written to the outbox in the same database
 transaction and, in strict mode, marked pending. After the commit they get new versions
@@ -16,66 +18,63 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, event, insert, select, text, tuple_
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.util import await_only
 
 from freshcache._async.manager import AsyncInvalidationManager
-from freshcache._exceptions import ConfigurationError
-from freshcache._invalidations import EntityChange, PendingWrite
+from freshcache._exceptions import ConfigurationError, InvalidKeyError
+from freshcache._invalidations import PendingWrite
 from freshcache._kinds import require_kind
 from freshcache._sync.manager import InvalidationManager
 from freshcache.integrations.sqlalchemy._async.relay import AsyncOutboxRelay
+from freshcache.integrations.sqlalchemy._capture import StatementCapture, lock_for_writing
 from freshcache.integrations.sqlalchemy._models import (
-    bulk_tag,
     change_of,
     column_keys,
-    database_cascades,
-    entity_type_of,
     load_columns,
     mapper_of,
     values_of,
 )
 from freshcache.integrations.sqlalchemy._outbox import outbox_row, require_outbox_once
+from freshcache.integrations.sqlalchemy._recording import _INFO_KEY, _Intent, _Transaction
 from freshcache.integrations.sqlalchemy._sync.relay import OutboxRelay
 
 log = logging.getLogger("freshcache")
 
-_INFO_KEY = "freshcache"
 # Set (transaction-local) by the application's sessions; freshcache's triggers skip their writes.
 APPLICATION_SETTING = "freshcache.application"
 Mode = Literal["strict", "commit"]
 
 
-@dataclass
-class _Intent:
-    savepoint: SessionTransaction | None
-    change: EntityChange | None = None
-    tags: tuple[str, ...] = ()
-
-
-@dataclass
-class _Transaction:
-    intents: list[_Intent] = field(default_factory=list)
-    tags: tuple[str, ...] = ()
-    changes: list[EntityChange] = field(default_factory=list)
-    pending: PendingWrite | None = None
-    outbox_id: str | None = None
-    committing: bool = False  # before_commit finished: from here the outcome may be unknown
-
-
-class SessionInvalidation:
+class SessionInvalidation(StatementCapture):
     """Installs the hooks on a session factory; one instance per manager.
 
     ``mode="strict"`` (the default) marks tags pending before the commit so that no read
     goes backwards; ``"commit"`` only invalidates after it. ``outbox`` is the table from
     :func:`outbox_table`, or None to go without one (then a crash between commit and
     invalidation is not repaired). ``relay`` deletes applied outbox rows in batches.
+
+    SQL that changes mapped tables out of sight (a procedure, a trigger, a view) names
+    the classes it changes with the execution option ``freshcache_writes=[Model, ...]``:
+    their entries are all invalidated.
     """
 
     def __init__(
@@ -113,6 +112,11 @@ class SessionInvalidation:
         # process exactly there to show that the outbox repairs what it left undone.
         self.on_committed: Callable[[Session], None] | None = None
         self._types: dict[type[Any], str | None] = {}
+        # The connections hooked sessions hold, so that a statement seen at the engine is
+        # known to be one of theirs; and the engines listened on, once each.
+        self._sessions: weakref.WeakKeyDictionary[Connection, Session] = weakref.WeakKeyDictionary()
+        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._engines_lock = threading.Lock()
 
     # Installing
 
@@ -136,100 +140,93 @@ class SessionInvalidation:
             )
         event.listen(target, "before_flush", self._before_flush)
         event.listen(target, "after_flush", self._after_flush)
-        event.listen(target, "do_orm_execute", self._do_orm_execute)
+        event.listen(target, "after_flush_postexec", self._after_flush_postexec)
         event.listen(target, "before_commit", self._before_commit)
         event.listen(target, "after_commit", self._after_commit)
         event.listen(target, "after_soft_rollback", self._after_soft_rollback)
         event.listen(target, "after_transaction_end", self._after_transaction_end)
-        if self.database_triggers:
-            event.listen(target, "after_begin", self._after_begin)
-
-    def _entity_type(self, model: type[Any]) -> str | None:
-        try:
-            return self._types[model]
-        except KeyError:
-            entity_type = entity_type_of(model)
-            known = entity_type if entity_type in self.manager.rules.entity_types else None
-            self._types[model] = known
-            return known
+        event.listen(target, "after_begin", self._after_begin)
 
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         result = method(*args, **kwargs)
         return await_only(result) if self.is_async else result
 
-    @staticmethod
-    def _state(session: Session) -> _Transaction:
-        state = session.info.get(_INFO_KEY)
-        if state is None:
-            state = session.info[_INFO_KEY] = _Transaction()
-        return state
-
-    @staticmethod
     def _after_begin(
-        session: Session, transaction: SessionTransaction, connection: Connection
+        self, session: Session, transaction: SessionTransaction, connection: Connection
     ) -> None:
-        if connection.dialect.name == "postgresql":
+        self._sessions[connection] = session
+        self._listen(connection.engine)
+        if self.database_triggers and connection.dialect.name == "postgresql":
             connection.execute(text(f"SET LOCAL {APPLICATION_SETTING} = 'on'"))
 
-    # Recording
+    # Recording at the flush
 
     def _before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        transaction = self._state(session)
+        transaction.flush = weakref.ref(flush_context)
+        transaction.unloaded_old.clear()
         for instance in session.dirty:
             if self._entity_type(type(instance)) is not None:
                 load_columns(instance)
+        self._read_unloaded_old_values(session, transaction)
         deleted: dict[type[Any], list[dict[str, Any]]] = {}
         for instance in session.deleted:
             load_columns(instance)  # its own tags, and the keys its cascades follow
-            deleted.setdefault(type(instance), []).append(values_of(instance))
+            values = values_of(instance)
+            old = transaction.unloaded_old.get(id(instance))
+            deleted.setdefault(type(instance), []).append({**values, **(old[1] if old else {})})
         for model, rows in deleted.items():
-            self._record_database_cascades(session, model, rows)
+            self._record_database_cascades(session, session.execute, model, rows)
 
-    def _record_database_cascades(
-        self, session: Session, model: type[Any], rows: list[dict[str, Any]], depth: int = 0
-    ) -> None:
-        """Record what the database itself will delete or null when these rows go.
+    def _read_unloaded_old_values(self, session: Session, transaction: _Transaction) -> None:
+        """Read the old values of columns set while the session did not hold them.
 
-        ``ON DELETE CASCADE`` and ``SET NULL`` foreign keys change rows the session never
-        sees (the ORM cascades only along relationships it is told of), so the children
-        are read now, before the parents' DELETE, and cascades of cascades after them.
+        A column set while expired (by a commit, with expire_on_commit) or deferred has no
+        old value in its history, yet the rules need it (the old parent's list). Before the
+        flush the row still holds it: one locked read per class, by primary key.
         """
-        if not rows or depth > 8:
-            return
-        savepoint = session.get_nested_transaction()
-        transaction = self._state(session)
-        for child, child_key, parent_key, action in database_cascades(model):
-            values = list({row[parent_key] for row in rows if row.get(parent_key) is not None})
-            if not values:
+        missing: dict[type[Any], list[tuple[Any, list[str]]]] = {}
+        for instance in (*session.dirty, *session.deleted):
+            if self._entity_type(type(instance)) is None:
                 continue
+            state = inspect(instance)
+            if state.key is None:
+                continue
+            columns = column_keys(type(instance))
+            keys = [
+                key
+                for key in state.committed_state  # the attributes changed since the load
+                if key in columns
+                and (history := state.attrs[key].history).added
+                and not history.deleted
+            ]
+            if keys:
+                missing.setdefault(type(instance), []).append((instance, keys))
+        for model, instances in missing.items():
+            mapper = mapper_of(model)
+            primary = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
+            wanted = sorted({key for _, keys in instances for key in keys})
+            identities = [inspect(instance).key[1] for instance, _ in instances]
+            connection = session.connection(bind_arguments={"mapper": mapper})
+            lock_for_writing(connection, mapper.primary_key[0])  # type: ignore[arg-type]
             query = (
-                select(*[getattr(child, key) for key in column_keys(child)])
-                .where(getattr(child, child_key).in_(values))
-                .limit(self.bulk_row_limit + 1)
+                select(*[getattr(model, key) for key in (*primary, *wanted)])
+                .where(tuple_(*[getattr(model, key) for key in primary]).in_(identities))
+                .with_for_update()
             )
-            found = [row._asdict() for row in session.execute(query)]
-            child_type = self._entity_type(child)
-            if child_type is not None and len(found) > self.bulk_row_limit:
-                transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(child_type)))
-            elif child_type is not None:
-                for row in found:
-                    change = (
-                        EntityChange(child_type, old=row)
-                        if action == "CASCADE"
-                        else EntityChange(
-                            child_type,
-                            old=row,
-                            new={**row, child_key: None},
-                            changed=frozenset({child_key}),
-                        )
-                    )
-                    transaction.intents.append(_Intent(savepoint, change))
-            if action == "CASCADE":
-                self._record_database_cascades(
-                    session, child, found[: self.bulk_row_limit], depth + 1
-                )
+            found = {
+                tuple(row[: len(primary)]): dict(zip(wanted, row[len(primary) :], strict=True))
+                for row in session.execute(query)
+            }
+            for instance, keys in instances:
+                row = found.get(tuple(inspect(instance).key[1]))
+                if row is not None:
+                    old = {key: row[key] for key in keys}
+                    transaction.unloaded_old[id(instance)] = (instance, old)
 
     def _after_flush(self, session: Session, flush_context: Any) -> None:
         savepoint = session.get_nested_transaction()
+        transaction = self._state(session)
         intents = []
         for kind, instances in (
             ("insert", session.new),
@@ -240,98 +237,19 @@ class SessionInvalidation:
                 if self._entity_type(type(instance)) is None:
                     continue
                 change = change_of(instance, kind)
+                unloaded = transaction.unloaded_old.get(id(instance))
+                if change is not None and unloaded is not None:
+                    change = replace(change, old={**(change.old or {}), **unloaded[1]})
                 if change is not None:
                     intents.append(_Intent(savepoint, change))
-        if intents:
-            self._state(session).intents.extend(intents)
+        transaction.unloaded_old.clear()
+        transaction.intents.extend(intents)
 
-    def _do_orm_execute(self, state: ORMExecuteState) -> Any:
-        if state.bind_mapper is None or not (state.is_insert or state.is_update or state.is_delete):
-            return None
-        model = state.bind_mapper.class_
-        entity_type = self._entity_type(model)
-        if entity_type is None:
-            return None
-        session = state.session
-        savepoint = session.get_nested_transaction()
-        transaction = self._state(session)
-        if state.is_insert:
-            # New rows (or upserts): every entry of the type may have changed, the cached
-            # "not found" of the new ids included. The bulk tag reaches them all.
-            transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(entity_type)))
-            return None
-        keys = column_keys(model)
-        primary = [
-            mapper_of(model).get_property_by_column(c).key for c in mapper_of(model).primary_key
-        ]
-        where = state.statement.whereclause  # type: ignore[attr-defined]
-        query = select(*[getattr(model, key) for key in keys]).limit(self.bulk_row_limit + 1)
-        if where is not None:
-            query = query.where(where)
-        else:
-            identities = _identities_in(state.parameters, primary)
-            if identities is None:  # the whole table
-                self._record_wide(transaction, savepoint, model, entity_type)
-                return None
-            query = query.where(tuple_(*[getattr(model, key) for key in primary]).in_(identities))
-        before = [row._asdict() for row in session.execute(query)]
-        if len(before) > self.bulk_row_limit:
-            self._record_wide(transaction, savepoint, model, entity_type)
-            return None
-        if state.is_delete:
-            self._record_database_cascades(session, model, before)
-        result = state.invoke_statement()
-        if state.is_delete:
-            transaction.intents.extend(
-                _Intent(savepoint, EntityChange(entity_type, old=row)) for row in before
-            )
-            return result
-        identities = [tuple(row[key] for key in primary) for row in before]
-        after = {}
-        if identities:
-            columns = tuple_(*[getattr(model, key) for key in primary])
-            fetched = session.execute(
-                select(*[getattr(model, key) for key in keys]).where(columns.in_(identities))
-            )
-            after = {tuple(row._asdict()[key] for key in primary): row._asdict() for row in fetched}
-        for identity, old in zip(identities, before, strict=True):
-            new = after.get(identity, old)
-            transaction.intents.append(
-                _Intent(savepoint, EntityChange(entity_type, old=old, new=new))
-            )
-        return result
-
-    def _record_wide(
-        self,
-        transaction: _Transaction,
-        savepoint: SessionTransaction | None,
-        model: type[Any],
-        entity_type: str,
-    ) -> None:
-        """Too many rows to read one by one: every entry of the type, and of what cascades from it."""
-        for each in (entity_type, *self._cascading_types(model)):
-            transaction.intents.append(_Intent(savepoint, tags=self._wide_tags(each)))
-
-    def _cascading_types(
-        self, model: type[Any], seen: frozenset[type[Any]] = frozenset()
-    ) -> list[str]:
-        """The entity types a delete of ``model`` rows can change through database cascades."""
-        found: list[str] = []
-        for child, _, _, action in database_cascades(model):
-            if child in seen:
-                continue
-            child_type = self._entity_type(child)
-            if child_type is not None:
-                found.append(child_type)
-            if action == "CASCADE":  # SET NULL keeps the child: nothing cascades further
-                found.extend(self._cascading_types(child, seen | {model, child}))
-        return list(dict.fromkeys(found))
-
-    def _wide_tags(self, entity_type: str) -> tuple[str, ...]:
-        """The tags for "any row of this type": its rules' templates without placeholders, its name, its bulk tag."""
-        rules = self.manager.rules.rules_for(entity_type)
-        wide = [template.text for rule in rules for template in rule.tags if not template.fields]
-        return (*dict.fromkeys(wide), entity_type, bulk_tag(entity_type))
+    @staticmethod
+    def _after_flush_postexec(session: Session, flush_context: Any) -> None:
+        state = session.info.get(_INFO_KEY)
+        if state is not None:
+            state.flush = None
 
     def _after_soft_rollback(
         self, session: Session, previous_transaction: SessionTransaction
@@ -339,6 +257,7 @@ class SessionInvalidation:
         state = session.info.get(_INFO_KEY)
         if state is None:
             return
+        state.flush = None  # a flush that failed ends here
         if previous_transaction.nested:
             state.intents = [
                 i for i in state.intents if not _within(i.savepoint, previous_transaction)
@@ -390,16 +309,16 @@ class SessionInvalidation:
         for intent in state.intents:
             if intent.change is not None:
                 change = intent.change
-                tags.update(
-                    dict.fromkeys(
-                        rules.tags_for(
-                            change.entity_type,
-                            new=change.new,
-                            old=change.old,
-                            changed=change.changed,
-                        )
+                try:
+                    formatted = rules.tags_for(
+                        change.entity_type, new=change.new, old=change.old, changed=change.changed
                     )
-                )
+                except InvalidKeyError:
+                    # A value the rules need is missing (a row gone before its old values
+                    # could be read): never fail the write for it; invalidate the whole type.
+                    log.warning("invalidating every %s: %s", change.entity_type, change)
+                    formatted = self._wide_tags(change.entity_type)
+                tags.update(dict.fromkeys(formatted))
                 state.changes.append(change)
             tags.update(dict.fromkeys(intent.tags))
         state.tags = tuple(tags)
@@ -448,17 +367,6 @@ class SessionInvalidation:
             return
         if invalidation.applied and state.outbox_id is not None and self.relay is not None:
             self.relay.applied(state.outbox_id)
-
-
-def _identities_in(parameters: Any, primary: list[str]) -> list[tuple[Any, ...]] | None:
-    """The primary keys an ORM bulk statement by primary key names in its parameters, or None."""
-    rows = [parameters] if isinstance(parameters, dict) else parameters
-    if not rows or not isinstance(rows, list):
-        return None
-    try:
-        return [tuple(row[key] for key in primary) for row in rows]
-    except (KeyError, TypeError):
-        return None
 
 
 def _within(savepoint: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
