@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, delete, event, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from freshcache import Cache, InvalidationManager
+from freshcache import Cache, DatabaseError, InvalidationManager
 from freshcache.integrations.sqlalchemy import (
     BaseRepository,
     SessionInvalidation,
@@ -98,6 +98,9 @@ def between_read_and_statement(
         try:
             other()
         except OperationalError as exc:  # locked out
+            refused.append(exc)
+        except DatabaseError as exc:  # locked out, as a repository reports it
+            assert isinstance(exc.__cause__, OperationalError)
             refused.append(exc)
 
     event.listen(stack.engine, "before_cursor_execute", before_cursor_execute)
