@@ -9,7 +9,8 @@
     ├── SerializationError        a value that cannot be encoded or decoded
     │   └── SignatureError        a signed payload that is unsigned or tampered with
     ├── BackendError              the cache server failed or could not be reached
-    │   └── BackendTimeoutError   ... in time
+    │   ├── BackendTimeoutError   ... in time
+    │   └── BackendUnavailableError  not asked: it failed moments ago (circuit breaker)
     ├── LoaderError               a loader raised (the original is its __cause__)
     └── LeaseTimeoutError         a waiter gave up waiting for another loader
 
@@ -58,6 +59,10 @@ class BackendError(FreshcacheError):
 
 
 class BackendTimeoutError(BackendError):
+    pass
+
+
+class BackendUnavailableError(BackendError):
     pass
 
 

@@ -166,9 +166,7 @@ class AsyncInvalidationManager:
         if not tag_list:
             return PendingWrite(token, (), True)
         try:
-            await self.cache.backend.mark_pending(
-                tag_list, token=token, ttl=ttl or self.pending_ttl
-            )
+            await self.cache.mark_pending(tag_list, token=token, ttl=ttl or self.pending_ttl)
         except BackendError as exc:
             # The write goes on; its commit invalidates (or queues) as in commit mode.
             log.warning("could not mark %d tags pending: %s", len(tag_list), exc)
@@ -210,11 +208,12 @@ class AsyncInvalidationManager:
             return invalidation
         if pending is None or not pending.marked:
             return await self._apply(invalidation)
+        # Carried along so that a retry, too, releases the marks rather than only invalidating.
+        invalidation = dataclasses.replace(invalidation, pending_token=pending.token)
+        token = pending.token
 
         async def release() -> None:
-            await self.cache.backend.clear_pending(
-                invalidation.tags, token=pending.token, committed=True
-            )
+            await self.cache.clear_pending(invalidation.tags, token=token, committed=True)
 
         return await self._apply(invalidation, release)
 
@@ -223,9 +222,7 @@ class AsyncInvalidationManager:
         if not (pending.tags and pending.marked):
             return
         try:
-            await self.cache.backend.clear_pending(
-                pending.tags, token=pending.token, committed=False
-            )
+            await self.cache.clear_pending(pending.tags, token=pending.token, committed=False)
         except BackendError as exc:
             # Harmless: the marks expire, and the tags then get new versions.
             log.warning("could not clear pending marks after a rollback: %s", exc)
@@ -277,7 +274,9 @@ class AsyncInvalidationManager:
                     await operation()
                 break
             except BackendError as exc:
-                if attempt >= self.retries:
+                # With the breaker open (this failure opened it, or it was open already and
+                # nothing was sent) a retry now would be refused: the sink retries later.
+                if attempt >= self.retries or self.cache.breaker.is_open:
                     metrics.invalidate_latency.observe(time.perf_counter() - started)
                     return await self._failed(invalidation, exc)
                 attempt += 1

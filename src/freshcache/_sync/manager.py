@@ -167,9 +167,7 @@ class InvalidationManager:
         if not tag_list:
             return PendingWrite(token, (), True)
         try:
-            self.cache.backend.mark_pending(
-                tag_list, token=token, ttl=ttl or self.pending_ttl
-            )
+            self.cache.mark_pending(tag_list, token=token, ttl=ttl or self.pending_ttl)
         except BackendError as exc:
             # The write goes on; its commit invalidates (or queues) as in commit mode.
             log.warning("could not mark %d tags pending: %s", len(tag_list), exc)
@@ -211,11 +209,12 @@ class InvalidationManager:
             return invalidation
         if pending is None or not pending.marked:
             return self._apply(invalidation)
+        # Carried along so that a retry, too, releases the marks rather than only invalidating.
+        invalidation = dataclasses.replace(invalidation, pending_token=pending.token)
+        token = pending.token
 
         def release() -> None:
-            self.cache.backend.clear_pending(
-                invalidation.tags, token=pending.token, committed=True
-            )
+            self.cache.clear_pending(invalidation.tags, token=token, committed=True)
 
         return self._apply(invalidation, release)
 
@@ -224,9 +223,7 @@ class InvalidationManager:
         if not (pending.tags and pending.marked):
             return
         try:
-            self.cache.backend.clear_pending(
-                pending.tags, token=pending.token, committed=False
-            )
+            self.cache.clear_pending(pending.tags, token=pending.token, committed=False)
         except BackendError as exc:
             # Harmless: the marks expire, and the tags then get new versions.
             log.warning("could not clear pending marks after a rollback: %s", exc)
@@ -278,7 +275,9 @@ class InvalidationManager:
                     operation()
                 break
             except BackendError as exc:
-                if attempt >= self.retries:
+                # With the breaker open (this failure opened it, or it was open already and
+                # nothing was sent) a retry now would be refused: the sink retries later.
+                if attempt >= self.retries or self.cache.breaker.is_open:
                     metrics.invalidate_latency.observe(time.perf_counter() - started)
                     return self._failed(invalidation, exc)
                 attempt += 1
