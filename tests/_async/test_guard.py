@@ -8,6 +8,7 @@ import pytest
 
 import freshcache
 from freshcache import (
+    PENDING_VERSION,
     AsyncCache,
     AsyncInvalidationManager,
     AsyncMemoryBackend,
@@ -110,5 +111,29 @@ async def test_with_the_breaker_open_a_strict_write_sends_nothing_and_is_queued(
         assert not committed.applied
         assert 0 == manager.metrics.retried_invalidations
         assert 2 == len(queue)
+    finally:
+        await manager.aclose()
+
+
+async def test_a_failed_release_after_a_rollback_is_retried() -> None:
+    """When abort() cannot release its pending marks, the retry queue releases them once the backend answers, so readers stop bypassing the tags."""
+    backend = FailingBackend()
+    cache = AsyncCache(backend)
+    queue = AsyncRetryQueue(cache, first_delay=3600)  # drained by the test
+    manager = AsyncInvalidationManager(cache, failure_sink=queue)
+    try:
+        pending = await manager.begin(["a"])
+        assert pending.marked
+        backend.failing = True
+
+        await manager.abort(pending)
+
+        assert 1 == len(queue)
+        backend.failing = False
+        assert await cache.guard.probe()  # as the queue's worker does while the breaker is open
+        assert await queue.drain()
+        assert PENDING_VERSION != (await backend.tag_versions(["a"]))["a"]
+        assert "loaded" == await cache.get_or_load("k", lambda: "loaded", tags=["a"])
+        assert "loaded" == await cache.get("k", tags=["a"])
     finally:
         await manager.aclose()

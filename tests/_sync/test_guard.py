@@ -9,6 +9,7 @@ import pytest
 
 import freshcache
 from freshcache import (
+    PENDING_VERSION,
     Cache,
     InvalidationManager,
     MemoryBackend,
@@ -111,5 +112,29 @@ def test_with_the_breaker_open_a_strict_write_sends_nothing_and_is_queued() -> N
         assert not committed.applied
         assert 0 == manager.metrics.retried_invalidations
         assert 2 == len(queue)
+    finally:
+        manager.close()
+
+
+def test_a_failed_release_after_a_rollback_is_retried() -> None:
+    """When abort() cannot release its pending marks, the retry queue releases them once the backend answers, so readers stop bypassing the tags."""
+    backend = FailingBackend()
+    cache = Cache(backend)
+    queue = RetryQueue(cache, first_delay=3600)  # drained by the test
+    manager = InvalidationManager(cache, failure_sink=queue)
+    try:
+        pending = manager.begin(["a"])
+        assert pending.marked
+        backend.failing = True
+
+        manager.abort(pending)
+
+        assert 1 == len(queue)
+        backend.failing = False
+        assert cache.guard.probe()  # as the queue's worker does while the breaker is open
+        assert queue.drain()
+        assert PENDING_VERSION != (backend.tag_versions(["a"]))["a"]
+        assert "loaded" == cache.get_or_load("k", lambda: "loaded", tags=["a"])
+        assert "loaded" == cache.get("k", tags=["a"])
     finally:
         manager.close()

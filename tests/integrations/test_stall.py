@@ -167,3 +167,32 @@ async def test_a_strict_write_against_a_hung_redis_costs_one_timeout(
     finally:
         await manager.aclose()
         await cache.aclose()
+
+
+@pytest.mark.slow
+async def test_the_queue_drains_within_a_second_however_long_the_cooldown_grew(
+    private_redis: RedisServer,
+) -> None:
+    """After an outage long enough to grow the breaker's cooldown to its maximum, the retry queue does not wait it out: it probes by itself and applies what it holds within about a second of the server answering, which closes the breaker for the readers too."""
+    cache = AsyncCache.from_url(
+        f"{private_redis.url}?namespace=long", socket_timeout=0.05, retries=0
+    )
+    manager = AsyncInvalidationManager(cache, RULES, retries=0)
+    applied = applied_event(manager)
+    try:
+        assert await cache.set("user:1", "old", tags=["user:1"])
+        with paused(private_redis):
+            assert not (await manager.invalidate_entity("user", new={"id": 1})).applied
+            # As after a dozen failed probes: the breaker stays open for max_cooldown.
+            cache.breaker.cooldown = cache.breaker.max_cooldown
+            cache.breaker.open_until = time.monotonic() + cache.breaker.max_cooldown
+            await asyncio.sleep(0.3)  # the stall itself, not a synchronization
+        resumed = time.monotonic()
+
+        assert await asyncio.wait_for(applied.wait(), 5)
+        assert time.monotonic() - resumed < 1.2
+        assert not cache.breaker.open_until
+        assert None is await cache.get("user:1", tags=["user:1"])
+    finally:
+        await manager.aclose()
+        await cache.aclose()

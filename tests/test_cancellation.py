@@ -1,11 +1,11 @@
-"""A group-commit leader cancelled by its own caller: the rest of its batch is sent by the next one."""
+"""Callers cancelled mid-invalidation (a request timeout): nothing is lost, nobody else fails."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
-from freshcache import AsyncCache, AsyncMemoryBackend
+from freshcache import AsyncCache, AsyncInvalidationManager, AsyncMemoryBackend, AsyncRetryQueue
 
 
 class GatedBackend(AsyncMemoryBackend):
@@ -57,3 +57,30 @@ async def test_a_cancelled_leader_leaves_its_batch_to_the_next_caller() -> None:
     assert queued["b"].cancelled()
     assert (0, 0.0) == (cache.metrics.backend_errors, cache.breaker.open_until)
     assert {} == await cache.get_many(["a", "b", "c", "d"])
+
+
+async def test_a_cancelled_invalidation_is_queued_and_applied() -> None:
+    """A manager call cancelled while its invalidation is in flight hands it to the retry queue, which applies it; reads are suspended meanwhile."""
+    backend = GatedBackend()
+    cache = AsyncCache(backend)
+    queue = AsyncRetryQueue(cache, first_delay=3600)  # drained by the test
+    manager = AsyncInvalidationManager(cache, failure_sink=queue)
+    try:
+        assert await cache.set("a", "old", tags=["a"])
+        call = asyncio.create_task(manager.invalidate_tags(["a"]))
+        assert ["a"] == await backend.next_call()
+
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+
+        assert call.cancelled()
+        assert (1, 1) == (len(queue), manager.metrics.failed_invalidations)
+        assert cache.reads_suspended
+        drain = asyncio.create_task(queue.drain())
+        assert ["a"] == await backend.next_call()  # sent again, by the queue
+        backend.open_gate()
+        assert await asyncio.wait_for(drain, 5)
+        assert not cache.reads_suspended
+        assert None is await cache.get("a", tags=["a"])
+    finally:
+        await manager.aclose()
