@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Sequence
 
 import pytest
@@ -138,3 +140,15 @@ def test_a_failed_release_after_a_rollback_is_retried() -> None:
         assert "loaded" == cache.get("k", tags=["a"])
     finally:
         manager.close()
+
+
+def test_a_retry_queue_dropped_without_closing_is_not_kept_alive_by_its_cache() -> None:
+    """The cache wakes its retry queues on recovery but holds them weakly: a manager dropped without close() is collected."""
+    cache = Cache(MemoryBackend())
+    manager = InvalidationManager(cache)
+    queue = weakref.ref(manager.failure_sink)
+
+    del manager
+    gc.collect()
+
+    assert None is queue()

@@ -10,6 +10,7 @@ moment it answers again.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -28,7 +29,8 @@ class AsyncBackendGuard:
         self.backend = backend
         self.metrics = metrics
         self.breaker = CircuitBreaker(cooldown)
-        self._listeners: list[Callable[[], None]] = []
+        # Held weakly: a manager dropped without aclose() must not live on in its cache.
+        self._listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
 
     def skip(self) -> bool:
         """True while the breaker is open: the call is not to be sent (counted as skipped)."""
@@ -49,8 +51,12 @@ class AsyncBackendGuard:
     def succeeded(self) -> None:
         if self.breaker.open_until:
             self.breaker.succeeded()
-            for listener in list(self._listeners):
-                listener()
+            for reference in list(self._listeners):
+                listener = reference()
+                if listener is not None:
+                    listener()
+                elif reference in self._listeners:
+                    self._listeners.remove(reference)
 
     def failed(self, exc: BackendError) -> None:
         if isinstance(exc, BackendUnavailableError):
@@ -88,11 +94,12 @@ class AsyncBackendGuard:
         return True
 
     def on_recovery(self, listener: Callable[[], None]) -> Callable[[], None]:
-        """Call ``listener()`` whenever the breaker closes; returns a function that stops it."""
-        self._listeners.append(listener)
+        """Call ``listener()``, a method held weakly, whenever the breaker closes; returns a function that stops it."""
+        reference = weakref.WeakMethod(listener)
+        self._listeners.append(reference)
 
         def stop() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            if reference in self._listeners:
+                self._listeners.remove(reference)
 
         return stop

@@ -11,6 +11,7 @@ moment it answers again.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -29,7 +30,8 @@ class BackendGuard:
         self.backend = backend
         self.metrics = metrics
         self.breaker = CircuitBreaker(cooldown)
-        self._listeners: list[Callable[[], None]] = []
+        # Held weakly: a manager dropped without close() must not live on in its cache.
+        self._listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
 
     def skip(self) -> bool:
         """True while the breaker is open: the call is not to be sent (counted as skipped)."""
@@ -50,8 +52,12 @@ class BackendGuard:
     def succeeded(self) -> None:
         if self.breaker.open_until:
             self.breaker.succeeded()
-            for listener in list(self._listeners):
-                listener()
+            for reference in list(self._listeners):
+                listener = reference()
+                if listener is not None:
+                    listener()
+                elif reference in self._listeners:
+                    self._listeners.remove(reference)
 
     def failed(self, exc: BackendError) -> None:
         if isinstance(exc, BackendUnavailableError):
@@ -89,11 +95,12 @@ class BackendGuard:
         return True
 
     def on_recovery(self, listener: Callable[[], None]) -> Callable[[], None]:
-        """Call ``listener()`` whenever the breaker closes; returns a function that stops it."""
-        self._listeners.append(listener)
+        """Call ``listener()``, a method held weakly, whenever the breaker closes; returns a function that stops it."""
+        reference = weakref.WeakMethod(listener)
+        self._listeners.append(reference)
 
         def stop() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            if reference in self._listeners:
+                self._listeners.remove(reference)
 
         return stop
