@@ -72,7 +72,7 @@ async def test_a_failed_operation_fails_every_caller_in_it() -> None:
 
 
 async def test_a_cancelled_leader_hands_over() -> None:
-    """Cancelling the caller whose operation is in flight fails its batch, and the queue behind it still runs."""
+    """Cancelling the caller whose operation is in flight leaves the queue behind it running, and every follower returns."""
     backend = SlowBackend()
     batcher = AsyncTagBatcher(backend)
     leader = asyncio.create_task(batcher.invalidate(["first"]))

@@ -13,6 +13,7 @@ from freshcache._entries import MISSING, PENDING_VERSION, FillStatus, FillTicket
 from freshcache._exceptions import (
     BackendError,
     BackendTimeoutError,
+    BackendUnavailableError,
     ConfigurationError,
     ConflictError,
     DatabaseError,
@@ -54,6 +55,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendTimeoutError",
+    "BackendUnavailableError",
     "Cache",
     "CacheMetrics",
     "CachedFunction",

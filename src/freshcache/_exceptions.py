@@ -11,7 +11,8 @@
     ├── SerializationError        a value that cannot be encoded or decoded
     │   └── SignatureError        a signed payload that is unsigned or tampered with
     └── BackendError              the cache server failed or could not be reached
-        └── BackendTimeoutError   ... in time
+        ├── BackendTimeoutError   ... in time
+        └── BackendUnavailableError  not asked: it failed moments ago (circuit breaker)
 
 Foreign errors (redis, sqlalchemy) are turned into these at the boundary by
 :class:`map_exceptions`, so callers catch one family.
@@ -70,6 +71,10 @@ class BackendError(FreshcacheError):
 
 
 class BackendTimeoutError(BackendError):
+    pass
+
+
+class BackendUnavailableError(BackendError):
     pass
 
 

@@ -49,6 +49,7 @@ class Invalidation:
     source: str = "application"
     at: float = field(default_factory=time.time)
     applied: bool = True  # False: the backend failed and it was handed to the failure sink
+    pending_token: str | None = None  # a strict write's: applying it releases the write's marks
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -100,7 +100,8 @@ def between_read_and_statement(
         except OperationalError as exc:  # locked out
             refused.append(exc)
         except DatabaseError as exc:  # locked out, as a repository reports it
-            assert isinstance(exc.__cause__, OperationalError)
+            if not isinstance(exc.__cause__, OperationalError):
+                raise
             refused.append(exc)
 
     event.listen(stack.engine, "before_cursor_execute", before_cursor_execute)

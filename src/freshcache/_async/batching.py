@@ -5,6 +5,10 @@ wakes the callers whose tags went with it. Callers that arrive meanwhile queue u
 the leader's operation returns, the oldest of them is promoted to lead the next one. A
 caller returns only once its own tags are applied, so read-after-write is unchanged; a
 lone caller waits for nothing but its own round trip.
+
+A leader whose own caller cancels it (a request timeout) leaves mid-operation: the
+backend did not fail, so nobody else is told it did. Its batch goes back to the head of
+the queue and the next caller sends it again (a tag invalidated twice is invalidated).
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from freshcache._async.backends.base import AsyncBackend
-from freshcache._exceptions import BackendError
 from freshcache._synchronization import AsyncCriticalSection, AsyncEvent
 
 
@@ -47,7 +50,7 @@ class AsyncTagBatcher:
         try:
             while not waiter.finished:
                 if waiter.leads:
-                    await self._flush()
+                    await self._flush(waiter)
                 else:
                     await waiter.wake.wait()
         except BaseException:
@@ -56,7 +59,7 @@ class AsyncTagBatcher:
         if waiter.error is not None:
             raise waiter.error
 
-    async def _flush(self) -> None:
+    async def _flush(self, leader: _Waiter) -> None:
         with self._guard:
             tags, batch = list(self._tags), self._waiters
             self._tags, self._waiters = {}, []
@@ -67,13 +70,18 @@ class AsyncTagBatcher:
         except Exception as exc:
             error = exc
         except BaseException:
-            # The leader itself was interrupted: the others must retry, not hang.
-            interrupted = BackendError("invalidation interrupted before it was confirmed")
-            self._finish(batch, interrupted)
+            self._requeue(leader, tags, batch)  # the leader leaves; its batch is not done
             raise
         finally:
             self._hand_over()
         self._finish(batch, error)
+
+    def _requeue(self, leader: _Waiter, tags: list[str], batch: list[_Waiter]) -> None:
+        """Put an interrupted batch back at the head of the queue, without its leader."""
+        with self._guard:
+            leader.finished = True  # gone: nothing to abandon, no lead to pass twice
+            self._tags = {**dict.fromkeys(tags), **self._tags}
+            self._waiters[:0] = [w for w in batch if w is not leader and not w.finished]
 
     def _finish(self, batch: list[_Waiter], error: BaseException | None) -> None:
         for waiter in batch:

@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from freshcache._async.backends.base import AsyncBackend
 from freshcache._async.batching import AsyncTagBatcher
-from freshcache._breaker import CircuitBreaker
+from freshcache._async.guard import AsyncBackendGuard
 from freshcache._calls import (
     AsyncBackgroundCalls,
     async_check_decorated,
@@ -33,7 +33,7 @@ from freshcache._exceptions import (
 from freshcache._keys import Template, validate_key, validate_pattern, validate_tags
 from freshcache._kinds import require_kind
 from freshcache._metrics import CacheMetrics
-from freshcache._synchronization import AsyncEvent, async_sleep
+from freshcache._synchronization import AsyncCriticalSection, AsyncEvent, async_sleep
 
 log = logging.getLogger("freshcache")
 
@@ -43,10 +43,6 @@ P = ParamSpec("P")
 
 _FIRST_POLL = 0.002
 _MAX_POLL = 0.05
-
-
-class _BreakerOpen(BackendError):
-    """Not sent: the backend failed moments ago (counted in backend_skips, not backend_errors)."""
 
 
 class _Flight:
@@ -85,8 +81,9 @@ class AsyncCache:
 
     Reads degrade to the loader when the backend fails (counted in ``backend_errors``);
     pass ``raise_errors=True`` to see those failures instead. Invalidations always raise
-    :class:`BackendError` on failure: losing one silently would serve stale data, and the
-    invalidation manager queues and retries them for writers.
+    :class:`BackendError` on failure (:class:`BackendUnavailableError`, without asking,
+    while the circuit breaker is open): losing one silently would serve stale data, and
+    the invalidation manager queues and retries them for writers.
     """
 
     def __init__(
@@ -138,11 +135,15 @@ class AsyncCache:
         self._batcher = AsyncTagBatcher(backend)
         self._background = AsyncBackgroundCalls()  # lease releases that outlive a cancellation
         self._checked_ttl: object = None  # the last per-call ttl found good (see _check_ttl)
-        # After a backend failure, reads skip the backend for a while (see _breaker).
-        self.breaker = CircuitBreaker(breaker_cooldown)
+        # Every backend call passes the guard, which knows the backend's health (see _breaker).
+        self.guard = AsyncBackendGuard(backend, self.metrics, breaker_cooldown)
+        self.breaker = self.guard.breaker  # the hit path checks breaker.open_until alone
         # While invalidations of this process wait in a retry queue, the cache may hold
-        # entries they would drop: reads go to the loader until the queue has drained.
+        # entries they would drop: reads go to the loader until every queue (of every
+        # manager on this cache) has drained.
         self.reads_suspended = False
+        self._read_suspenders: set[object] = set()
+        self._suspension = AsyncCriticalSection()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncCache:
@@ -660,11 +661,7 @@ class AsyncCache:
             return
         started = time.perf_counter()
         try:
-            self._refuse_while_open()
-            await self._batcher.invalidate(tag_list)
-            self._backend_ok()
-        except BackendError as exc:
-            self._backend_failed("invalidate_tags", exc, swallow=False)
+            await self.guard.call(lambda: self._batcher.invalidate(tag_list))
         finally:
             self.metrics.invalidate_latency.observe(time.perf_counter() - started)
         self.metrics.tag_invalidations += len(tag_list)
@@ -678,11 +675,7 @@ class AsyncCache:
             return 0
         started = time.perf_counter()
         try:
-            self._refuse_while_open()
-            deleted = await self.backend.delete(key_list)
-            self._backend_ok()
-        except BackendError as exc:
-            self._backend_failed("delete", exc, swallow=False)
+            deleted = await self.guard.call(lambda: self.backend.delete(key_list))
         finally:
             self.metrics.invalidate_latency.observe(time.perf_counter() - started)
         self.metrics.key_invalidations += len(key_list)
@@ -696,19 +689,32 @@ class AsyncCache:
         pattern = validate_pattern(pattern, confirm_all=confirm_all)
         started = time.perf_counter()
         try:
-            self._refuse_while_open()
-            deleted = await self.backend.delete_pattern(pattern)
-            self._backend_ok()
-        except BackendError as exc:
-            self._backend_failed("delete_pattern", exc, swallow=False)
+            deleted = await self.guard.call(lambda: self.backend.delete_pattern(pattern))
         finally:
             self.metrics.invalidate_latency.observe(time.perf_counter() - started)
         self.metrics.pattern_invalidations += 1
         return deleted
 
+    # Two phases (strict mode): the invalidation manager's begin, commit and abort
+
+    async def mark_pending(self, tags: Iterable[str], *, token: str, ttl: float) -> None:
+        """Hold ``tags`` pending under ``token`` for at most ``ttl`` s: readers bypass them, fills are refused."""
+        tag_list = validate_tags(tags)
+        ttl = seconds("ttl", ttl)
+        if tag_list:
+            await self.guard.call(lambda: self.backend.mark_pending(tag_list, token=token, ttl=ttl))
+
+    async def clear_pending(self, tags: Iterable[str], *, token: str, committed: bool) -> None:
+        """``token`` lets go of ``tags``: new versions if ``committed``, else the old ones back."""
+        tag_list = validate_tags(tags)
+        if tag_list:
+            await self.guard.call(
+                lambda: self.backend.clear_pending(tag_list, token=token, committed=committed)
+            )
+
     async def clear(self) -> None:
         """Remove every entry, version and lease of this cache's namespace."""
-        await self.backend.clear()
+        await self.guard.call(self.backend.clear)
 
     # Helpers
 
@@ -731,38 +737,38 @@ class AsyncCache:
             amount *= 1.0 - random.random() * self.ttl_jitter
         return amount
 
-    def suspend_reads(self) -> None:
-        """Read past the cache (loader, no fill) until resume_reads; invalidations go on."""
-        self.reads_suspended = True
+    def suspend_reads(self, holder: object = None) -> None:
+        """Read past the cache (loader, no fill) until ``holder`` resumes; invalidations go on.
 
-    def resume_reads(self) -> None:
-        self.reads_suspended = False
+        Each retry queue holding invalidations is a holder: reads resume when the last of
+        them (of every manager on this cache) lets go.
+        """
+        with self._suspension:
+            self._read_suspenders.add(holder)
+            self.reads_suspended = True
+
+    def resume_reads(self, holder: object = None) -> None:
+        with self._suspension:
+            self._read_suspenders.discard(holder)
+            self.reads_suspended = bool(self._read_suspenders)
 
     def _skip_read(self) -> bool:
         """True when a read must not trust the backend: breaker open, or reads suspended."""
         if self.reads_suspended:
             self.metrics.backend_skips += 1
             return True
-        return self._skip_backend()
+        return self.guard.skip()
 
     def _skip_backend(self) -> bool:
         """True while the breaker is open after a failure: the call is not sent (and counted)."""
-        breaker = self.breaker
-        if not breaker.open_until or breaker.allow():
-            return False
-        self.metrics.backend_skips += 1
-        return True
+        return self.guard.skip()
 
     def _backend_ok(self) -> None:
         if self.breaker.open_until:
-            self.breaker.succeeded()
+            self.guard.succeeded()
 
     def _refuse_while_open(self) -> None:
-        if self._skip_backend():
-            raise _BreakerOpen(
-                f"{self.backend.name} failed moments ago; not asked again for "
-                f"{self.breaker.cooldown:.1f} s (circuit breaker)"
-            )
+        self.guard.admit()
 
     def _read_failed(self, operation: str, exc: BackendError | SerializationError) -> None:
         """A read that failed: the backend (breaker, counted) or an entry that cannot be decoded.
@@ -791,9 +797,7 @@ class AsyncCache:
         log.warning("a loaded value was served but not cached: %s", exc)
 
     def _backend_failed(self, operation: str, exc: BackendError, *, swallow: bool = True) -> None:
-        if not isinstance(exc, _BreakerOpen):
-            self.metrics.backend_errors += 1
-            self.breaker.failed()
+        self.guard.failed(exc)
         if self.raise_errors or not swallow:
             raise exc
         log.warning(

@@ -6,6 +6,10 @@ wakes the callers whose tags went with it. Callers that arrive meanwhile queue u
 the leader's operation returns, the oldest of them is promoted to lead the next one. A
 caller returns only once its own tags are applied, so read-after-write is unchanged; a
 lone caller waits for nothing but its own round trip.
+
+A leader whose own caller cancels it (a request timeout) leaves mid-operation: the
+backend did not fail, so nobody else is told it did. Its batch goes back to the head of
+the queue and the next caller sends it again (a tag invalidated twice is invalidated).
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from freshcache._sync.backends.base import Backend
-from freshcache._exceptions import BackendError
 from freshcache._synchronization import CriticalSection, Event
 
 
@@ -48,7 +51,7 @@ class TagBatcher:
         try:
             while not waiter.finished:
                 if waiter.leads:
-                    self._flush()
+                    self._flush(waiter)
                 else:
                     waiter.wake.wait()
         except BaseException:
@@ -57,7 +60,7 @@ class TagBatcher:
         if waiter.error is not None:
             raise waiter.error
 
-    def _flush(self) -> None:
+    def _flush(self, leader: _Waiter) -> None:
         with self._guard:
             tags, batch = list(self._tags), self._waiters
             self._tags, self._waiters = {}, []
@@ -68,13 +71,18 @@ class TagBatcher:
         except Exception as exc:
             error = exc
         except BaseException:
-            # The leader itself was interrupted: the others must retry, not hang.
-            interrupted = BackendError("invalidation interrupted before it was confirmed")
-            self._finish(batch, interrupted)
+            self._requeue(leader, tags, batch)  # the leader leaves; its batch is not done
             raise
         finally:
             self._hand_over()
         self._finish(batch, error)
+
+    def _requeue(self, leader: _Waiter, tags: list[str], batch: list[_Waiter]) -> None:
+        """Put an interrupted batch back at the head of the queue, without its leader."""
+        with self._guard:
+            leader.finished = True  # gone: nothing to abandon, no lead to pass twice
+            self._tags = {**dict.fromkeys(tags), **self._tags}
+            self._waiters[:0] = [w for w in batch if w is not leader and not w.finished]
 
     def _finish(self, batch: list[_Waiter], error: BaseException | None) -> None:
         for waiter in batch:

@@ -17,7 +17,12 @@ log = logging.getLogger("freshcache")
 
 
 class FailureSink(Protocol):
-    """Takes an invalidation the backend refused, and sees that it is applied later."""
+    """Takes an invalidation the backend refused, and sees that it is applied later.
+
+    One with a ``pending_token`` is a strict write's commit: applying it means releasing
+    that token's marks (``cache.clear_pending(tags, token=..., committed=True)``), which
+    also gives the tags new versions; invalidating the tags alone would leave them pending.
+    """
 
     def put(self, invalidation: Invalidation) -> None: ...
 
@@ -30,7 +35,13 @@ class RetryQueue:
     Invalidating a tag twice is invalidating it once, so the queue keeps sets. When more
     than ``max_items`` are waiting the queue stops remembering them one by one and, once
     the backend answers, deletes every entry of the namespace instead: colder, but never
-    stale. Tag versions and pending marks are left alone by that, so open writers stay safe.
+    stale. Tag versions and pending marks are left alone by that, so open writers stay
+    safe (marks whose release was dropped expire after the manager's ``pending_ttl``).
+
+    While the breaker is open the worker pings the backend at each retry, itself (no
+    caller waits on it), and it wakes as soon as any call finds the backend back: what
+    it holds is applied within about ``max_delay`` of the backend answering. Until then,
+    reads of the cache are suspended (see ``Cache.suspend_reads``).
     """
 
     def __init__(
@@ -39,7 +50,7 @@ class RetryQueue:
         *,
         max_items: int = 100_000,
         first_delay: float = 0.1,
-        max_delay: float = 5.0,
+        max_delay: float = 1.0,
     ) -> None:
         require_kind(cache, Cache, "RetryQueue")
         if max_items < 1:
@@ -55,21 +66,29 @@ class RetryQueue:
         self._tags: dict[str, int] = {}
         self._keys: dict[str, int] = {}
         self._patterns: dict[str, int] = {}
+        self._releases: dict[str, tuple[tuple[str, ...], int]] = {}  # by the writer's token
         self._sequence = 0
         self._overflow = 0  # 0: none; else the number of the overflow a drain must clear
         self._active = False
         self._guard = CriticalSection()
-        self._closing = Event()
+        self._closing = False
+        self._retrying = False
+        self._wake = Event()
+        self._stop_listening = cache.guard.on_recovery(self._wake_up)
         self._worker = BackgroundTask(self._run, "freshcache-retry-queue")
 
     def __len__(self) -> int:
-        return len(self._tags) + len(self._keys) + len(self._patterns) + bool(self._overflow)
+        queued = len(self._tags) + len(self._keys) + len(self._patterns) + len(self._releases)
+        return queued + bool(self._overflow)
 
     def put(self, invalidation: Invalidation) -> None:
         with self._guard:
             self._sequence += 1
             number = self._sequence
-            self._tags.update(dict.fromkeys(invalidation.tags, number))
+            if invalidation.pending_token is None:
+                self._tags.update(dict.fromkeys(invalidation.tags, number))
+            else:
+                self._releases[invalidation.pending_token] = (invalidation.tags, number)
             self._keys.update(dict.fromkeys(invalidation.keys, number))
             self._patterns.update(dict.fromkeys(invalidation.patterns, number))
             if len(self) > self.max_items:
@@ -78,11 +97,12 @@ class RetryQueue:
                 self._tags.clear()
                 self._keys.clear()
                 self._patterns.clear()
+                self._releases.clear()
             start = not self._active
             self._active = True
             waiting = len(self)
             # Under the guard, so that a drain finishing now cannot resume reads after it.
-            self.cache.suspend_reads()
+            self.cache.suspend_reads(self)
         log.warning(
             "invalidation of %d tags, %d keys, %d patterns failed; queued for retry (%d waiting)",
             len(invalidation.tags),
@@ -91,6 +111,7 @@ class RetryQueue:
             waiting,
         )
         if start:
+            self._wake = Event()  # a recovery seen while idle is no reason to retry at once
             self._worker.start()
 
     def drain(self) -> bool:
@@ -98,13 +119,17 @@ class RetryQueue:
         with self._guard:
             queued_tags, queued_keys = dict(self._tags), dict(self._keys)
             queued_patterns, overflowed = dict(self._patterns), self._overflow
+            queued_releases = dict(self._releases)
         tags, keys, patterns = list(queued_tags), list(queued_keys), list(queued_patterns)
-        if not (tags or keys or patterns or overflowed):
-            self.cache.resume_reads()
+        released = [tag for tags_of, _ in queued_releases.values() for tag in tags_of]
+        if not (tags or keys or patterns or queued_releases or overflowed):
+            self.cache.resume_reads(self)
             return True
         try:
             if overflowed:
                 self.cache.invalidate_pattern("*", confirm_all=True)
+            for token, (release_tags, _) in queued_releases.items():
+                self.cache.clear_pending(release_tags, token=token, committed=True)
             if tags:
                 self.cache.invalidate_tags(tags)
             if keys:
@@ -123,22 +148,26 @@ class RetryQueue:
                 for item, number in applied.items():
                     if queue.get(item) == number:  # not queued again meanwhile
                         del queue[item]
+            for token, release in queued_releases.items():
+                if self._releases.get(token) == release:
+                    del self._releases[token]
             if overflowed and self._overflow == overflowed:
                 self._overflow = 0
             empty = not len(self)
             if empty:
-                self.cache.resume_reads()
+                self.cache.resume_reads(self)
         log.warning(
-            "applied %d queued tag, %d key and %d pattern invalidations%s",
+            "applied %d queued tag, %d key and %d pattern invalidations and %d releases%s",
             len(tags),
             len(keys),
             len(patterns),
+            len(queued_releases),
             " and dropped every entry after an overflow" if overflowed else "",
         )
         if self.on_applied is not None:
             self.on_applied(
                 Invalidation(
-                    tags=tuple(tags),
+                    tags=tuple(dict.fromkeys([*released, *tags])),
                     keys=tuple(keys),
                     patterns=(*patterns, *(["*"] if overflowed else [])),
                     source="retry queue",
@@ -146,12 +175,27 @@ class RetryQueue:
             )
         return empty
 
+    def _wake_up(self) -> None:
+        """The backend answered a call again: retry now rather than at the end of the delay."""
+        if not self._retrying:  # the worker's own probe closing the breaker is no news
+            self._wake.set()
+
     def _run(self) -> None:
         delay = self.first_delay
         while True:
-            if self._closing.wait(delay):
+            self._wake.wait(delay)
+            self._wake = Event()
+            if self._closing:
                 return
-            drained = self.drain()
+            self._retrying = True
+            try:
+                if self.cache.breaker.is_open:
+                    # No caller waits on this worker: it may ask what the breaker spares them.
+                    drained = self.cache.guard.probe() and self.drain()
+                else:
+                    drained = self.drain()
+            finally:
+                self._retrying = False
             with self._guard:
                 if not len(self):
                     self._active = False
@@ -160,7 +204,9 @@ class RetryQueue:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop retrying. What is still queued is lost (and logged): the outbox is the durable path."""
-        self._closing.set()
+        self._closing = True
+        self._stop_listening()
+        self._wake.set()
         self._worker.join(timeout)
         if len(self):
             log.error("%d invalidations were still queued at close", len(self))

@@ -173,9 +173,7 @@ class InvalidationManager:
         if not tag_list:
             return PendingWrite(token, (), True)
         try:
-            self.cache.backend.mark_pending(
-                tag_list, token=token, ttl=ttl or self.pending_ttl
-            )
+            self.cache.mark_pending(tag_list, token=token, ttl=ttl or self.pending_ttl)
         except BackendError as exc:
             # The write goes on; its commit invalidates (or queues) as in commit mode.
             log.warning("could not mark %d tags pending: %s", len(tag_list), exc)
@@ -217,11 +215,12 @@ class InvalidationManager:
             return invalidation
         if pending is None or not pending.marked:
             return self._apply(invalidation)
+        # Carried along so that a retry, too, releases the marks rather than only invalidating.
+        invalidation = dataclasses.replace(invalidation, pending_token=pending.token)
+        token = pending.token
 
         def release() -> None:
-            self.cache.backend.clear_pending(
-                invalidation.tags, token=pending.token, committed=True
-            )
+            self.cache.clear_pending(invalidation.tags, token=token, committed=True)
 
         return self._apply(invalidation, release)
 
@@ -230,12 +229,16 @@ class InvalidationManager:
         if not (pending.tags and pending.marked):
             return
         try:
-            self.cache.backend.clear_pending(
-                pending.tags, token=pending.token, committed=False
-            )
+            self.cache.clear_pending(pending.tags, token=pending.token, committed=False)
         except BackendError as exc:
-            # Harmless: the marks expire, and the tags then get new versions.
-            log.warning("could not clear pending marks after a rollback: %s", exc)
+            # Left alone, the marks would make every reader bypass the tags until they expire.
+            # The retry releases them as committed: new versions, a spurious invalidation at worst.
+            log.warning("could not clear pending marks after a rollback, queued: %s", exc)
+            self.failure_sink.put(
+                Invalidation(
+                    tags=pending.tags, source="rollback", applied=False, pending_token=pending.token
+                )
+            )
 
     # Notifications
 
@@ -276,20 +279,32 @@ class InvalidationManager:
         metrics = self.metrics
         started = time.perf_counter()
         attempt = 0
-        while True:
-            try:
-                if operation is None:
-                    self._invalidate_now(invalidation)
-                else:
-                    operation()
-                break
-            except BackendError as exc:
-                if attempt >= self.retries:
-                    metrics.invalidate_latency.observe(time.perf_counter() - started)
-                    return self._failed(invalidation, exc)
-                attempt += 1
-                metrics.retried_invalidations += 1
-                sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+        handed_over = False
+        try:
+            while True:
+                try:
+                    if operation is None:
+                        self._invalidate_now(invalidation)
+                    else:
+                        operation()
+                    break
+                except BackendError as exc:
+                    # With the breaker open (this failure opened it, or it was open already
+                    # and nothing was sent) a retry now would be refused: the sink retries.
+                    if attempt >= self.retries or self.cache.breaker.is_open:
+                        metrics.invalidate_latency.observe(time.perf_counter() - started)
+                        handed_over = True
+                        return self._failed(invalidation, exc)
+                    attempt += 1
+                    metrics.retried_invalidations += 1
+                    sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+        except BaseException:
+            if not handed_over:
+                # Cancelled mid-call (a request timeout): whether it landed is unknown, and the
+                # change it stands for is committed. The sink sees that it is applied.
+                metrics.failed_invalidations += 1
+                self.failure_sink.put(dataclasses.replace(invalidation, applied=False))
+            raise
         metrics.invalidate_latency.observe(time.perf_counter() - started)
         self._count(invalidation)
         self._notify(invalidation)
