@@ -9,14 +9,21 @@ import time
 import pytest
 
 from freshcache import (
+    AsyncCache,
     AsyncEventBus,
+    AsyncInvalidationManager,
     AsyncMemoryTransport,
+    Cache,
     ConfigurationError,
     Event,
     EventBus,
+    InvalidationManager,
     MemoryTransport,
+    invalidation_handlers,
 )
 from freshcache import EventTypes as T
+
+from .rules import service_rules
 
 
 async def test_slow_coroutine_handler_is_cut_off_at_the_timeout() -> None:
@@ -143,3 +150,15 @@ def test_handler_returning_an_awaitable_fails_on_the_sync_bus() -> None:
 
     [letter] = bus.transport.dead_letters()
     assert "returned an awaitable: the sync EventBus cannot await it" in letter.reason
+
+
+def test_wiring_refuses_a_bus_and_manager_of_different_worlds() -> None:
+    """An async bus with a sync manager, or a sync bus with an async one, is refused with a clear error."""
+    sync_manager = InvalidationManager(Cache.from_url("memory://"), service_rules())
+    async_manager = AsyncInvalidationManager(AsyncCache.from_url("memory://"), service_rules())
+    mapping = {T.USER_UPDATED: "user"}
+
+    with pytest.raises(ConfigurationError, match="not AsyncEventBus with InvalidationManager"):
+        invalidation_handlers(AsyncEventBus(), sync_manager, mapping)
+    with pytest.raises(ConfigurationError, match="not EventBus with AsyncInvalidationManager"):
+        invalidation_handlers(EventBus(), async_manager, mapping)
