@@ -217,6 +217,25 @@ async def test_lost_group_is_created_again(
         await bus.aclose()
 
 
+async def test_backlog_counts_unread_and_unacknowledged(
+    redis_url: str, namespace: str, client: redis.asyncio.Redis
+) -> None:
+    """backlog() reports the events the service has not read (lag) and those read but not acknowledged (pending)."""
+    consumer = transport(redis_url, namespace)
+    bus = AsyncEventBus(consumer)
+    stream = f"{{{namespace}}}:events"
+    await client.xgroup_create(stream, "tests", id="$", mkstream=True)
+    publisher = AsyncEventBus(transport(redis_url, namespace, service="writer"))
+    try:
+        await publisher.publish_many([Event(EventTypes.USER_CREATED, {"id": n}) for n in range(5)])
+        await client.xreadgroup("tests", "slow", {stream: ">"}, count=2)
+
+        assert {"lag": 3, "pending": 2} == await consumer.backlog()
+    finally:
+        await bus.aclose()
+        await publisher.aclose()
+
+
 @pytest.mark.slow
 async def test_consumer_survives_a_restart_without_losing_its_position(
     private_redis: RedisServer, namespace: str

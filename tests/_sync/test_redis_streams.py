@@ -218,6 +218,25 @@ def test_lost_group_is_created_again(
         bus.close()
 
 
+def test_backlog_counts_unread_and_unacknowledged(
+    redis_url: str, namespace: str, client: redis.Redis
+) -> None:
+    """backlog() reports the events the service has not read (lag) and those read but not acknowledged (pending)."""
+    consumer = transport(redis_url, namespace)
+    bus = EventBus(consumer)
+    stream = f"{{{namespace}}}:events"
+    client.xgroup_create(stream, "tests", id="$", mkstream=True)
+    publisher = EventBus(transport(redis_url, namespace, service="writer"))
+    try:
+        publisher.publish_many([Event(EventTypes.USER_CREATED, {"id": n}) for n in range(5)])
+        client.xreadgroup("tests", "slow", {stream: ">"}, count=2)
+
+        assert {"lag": 3, "pending": 2} == consumer.backlog()
+    finally:
+        bus.close()
+        publisher.close()
+
+
 @pytest.mark.slow
 def test_consumer_survives_a_restart_without_losing_its_position(
     private_redis: RedisServer, namespace: str

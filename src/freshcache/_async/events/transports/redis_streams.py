@@ -325,6 +325,15 @@ class AsyncRedisStreamsTransport(AsyncEventTransport):
             pipe.xack(self.stream, self.service, message_id)
             await pipe.execute()
 
+    async def backlog(self) -> dict[str, int]:
+        """This service's ``lag`` (entries in the stream not yet read by the group) and ``pending`` (read, not acknowledged)."""
+        with map_exceptions(_REDIS_ERRORS):
+            groups: Any = await self.client.xinfo_groups(self.stream)
+        for group in groups:
+            if _text(group["name"]) == self.service:
+                return {"lag": int(group.get("lag") or 0), "pending": int(group["pending"])}
+        return {"lag": 0, "pending": 0}
+
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         with map_exceptions(_REDIS_ERRORS):
             entries: Any = await self.client.xrange(self.dead_stream, count=count)

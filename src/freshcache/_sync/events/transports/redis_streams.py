@@ -326,6 +326,15 @@ class RedisStreamsTransport(EventTransport):
             pipe.xack(self.stream, self.service, message_id)
             pipe.execute()
 
+    def backlog(self) -> dict[str, int]:
+        """This service's ``lag`` (entries in the stream not yet read by the group) and ``pending`` (read, not acknowledged)."""
+        with map_exceptions(_REDIS_ERRORS):
+            groups: Any = self.client.xinfo_groups(self.stream)
+        for group in groups:
+            if _text(group["name"]) == self.service:
+                return {"lag": int(group.get("lag") or 0), "pending": int(group["pending"])}
+        return {"lag": 0, "pending": 0}
+
     def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         with map_exceptions(_REDIS_ERRORS):
             entries: Any = self.client.xrange(self.dead_stream, count=count)
