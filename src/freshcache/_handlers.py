@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -46,11 +47,17 @@ def check_handler(handler: Handler) -> Handler:
 
 async def async_call_handler(handler: Handler, event: Any, timeout: float) -> None:
     result = handler(event)
-    if inspect.isawaitable(result):
-        try:
+    if not inspect.isawaitable(result):
+        return
+    try:
+        if sys.version_info >= (3, 11):
+            # A timer on the running task: wait_for's task per call cost 20 µs a handler.
+            async with asyncio.timeout(timeout):
+                await result
+        else:  # pragma: no cover - Python 3.10
             await asyncio.wait_for(result, timeout)
-        except asyncio.TimeoutError:
-            raise HandlerTimeout(f"took longer than {timeout} s and was cancelled") from None
+    except asyncio.TimeoutError:
+        raise HandlerTimeout(f"took longer than {timeout} s and was cancelled") from None
 
 
 def call_handler(handler: Handler, event: Any, timeout: float) -> None:

@@ -103,7 +103,7 @@ async def test_malformed_messages_are_dead_lettered_with_their_reason(
         assert [1, 1, 1, 1, 1] == [letter.deliveries for letter in letters]
         assert "{not json" == letters[0].payload
         assert [None] * 5 == [letter.event for letter in letters]
-        assert 0 == (await client.xpending(stream, "tests"))["pending"]
+        await wait_until_acknowledged(client, stream, "tests", 6)
     finally:
         await bus.aclose()
 
@@ -125,6 +125,7 @@ async def test_dead_consumers_messages_are_reclaimed(
 
         assert [event] == await received.wait()
         assert 1 == bus.metrics.redeliveries
+        await wait_until_acknowledged(client, stream, "tests", 1)
         consumers = {c["name"]: c["pending"] for c in await client.xinfo_consumers(stream, "tests")}
         assert {b"dead": 0, b"live": 0} == consumers
     finally:
