@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 
-from freshcache import AsyncEventBus, AsyncEventTransport, ConfigurationError, Event, EventTypes
+from freshcache import (
+    AsyncEventBus,
+    AsyncEventTransport,
+    BackendError,
+    ConfigurationError,
+    Event,
+    EventTypes,
+)
 from freshcache._async.events.transports.redis_streams import AsyncRedisStreamsTransport
 from freshcache._synchronization import async_sleep
 from freshcache.testing import (
@@ -260,6 +267,21 @@ async def test_consumer_survives_a_restart_without_losing_its_position(
         await bus.aclose()
         await publisher.aclose()
         await client.aclose()
+
+
+async def test_publish_to_a_dead_server_raises_backend_error(
+    private_redis: RedisServer, namespace: str
+) -> None:
+    """Publishing while Redis is down raises freshcache's BackendError, not redis-py's error."""
+    publisher = AsyncEventBus(transport(private_redis.url, namespace))
+    try:
+        private_redis.stop()
+
+        with pytest.raises(BackendError, match="ConnectionError"):
+            await publisher.publish(Event(EventTypes.USER_CREATED, {"id": 1}))
+        assert 0 == publisher.metrics.published
+    finally:
+        await publisher.aclose()
 
 
 @pytest.mark.parametrize(

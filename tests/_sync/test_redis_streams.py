@@ -9,7 +9,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from freshcache import EventBus, EventTransport, ConfigurationError, Event, EventTypes
+from freshcache import (
+    EventBus,
+    EventTransport,
+    BackendError,
+    ConfigurationError,
+    Event,
+    EventTypes,
+)
 from freshcache._sync.events.transports.redis_streams import RedisStreamsTransport
 from freshcache._synchronization import sleep
 from freshcache.testing import (
@@ -261,6 +268,21 @@ def test_consumer_survives_a_restart_without_losing_its_position(
         bus.close()
         publisher.close()
         client.close()
+
+
+def test_publish_to_a_dead_server_raises_backend_error(
+    private_redis: RedisServer, namespace: str
+) -> None:
+    """Publishing while Redis is down raises freshcache's BackendError, not redis-py's error."""
+    publisher = EventBus(transport(private_redis.url, namespace))
+    try:
+        private_redis.stop()
+
+        with pytest.raises(BackendError, match="ConnectionError"):
+            publisher.publish(Event(EventTypes.USER_CREATED, {"id": 1}))
+        assert 0 == publisher.metrics.published
+    finally:
+        publisher.close()
 
 
 @pytest.mark.parametrize(
