@@ -127,6 +127,7 @@ class RedisStreamsTransport(EventTransport):
         self._stopping = _synchronization.Event()
         self._consumer_task: _synchronization.BackgroundTask | None = None
         self._next_claim = 0.0
+        self._to_acknowledge: list[bytes] = []  # handled, acknowledged with the next read
         self._reasons: dict[bytes, str] = {}  # why a message of ours was not acknowledged
 
     @classmethod
@@ -220,18 +221,50 @@ class RedisStreamsTransport(EventTransport):
                 )
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
+        self._flush_acknowledgements()
+
+    def _flush_acknowledgements(self) -> None:
+        acknowledged, self._to_acknowledge = self._to_acknowledge, []
+        try:
+            self._acknowledge(acknowledged)
+        except Exception as exc:
+            # They stay pending and come back after redeliver_after: at least once.
+            log.warning("event consumer %s: could not acknowledge on close: %s", self.consumer, exc)
 
     def _step(self) -> None:
         now = time.monotonic()
         if now >= self._next_claim:
             self._next_claim = now + self.redeliver_after / 2
             self._reclaim()
-        reply: Any = self.client.xreadgroup(
-            self.service, self.consumer, {self.stream: ">"}, count=self.batch, block=_ms(self.block)
-        )
+        reply = self._acknowledge_and_read()
         for _stream, messages in reply or ():
             handled = [self._handle(message_id, fields, 1) for message_id, fields in messages]
-            self._acknowledge(handled)
+            self._to_acknowledge.extend(
+                message_id for message_id in handled if message_id is not None
+            )
+
+    def _acknowledge_and_read(self) -> Any:
+        """XACK what the last batch's handlers finished and XREADGROUP the next, in one round trip.
+
+        The acknowledgement still follows the handlers; pipelining it with the next read
+        halves the round trips per batch, which is most of the delivery latency.
+        """
+        streams: Any = {self.stream: ">"}
+        block = _ms(self.block)
+        acknowledged, self._to_acknowledge = self._to_acknowledge, []
+        if not acknowledged:
+            return self.client.xreadgroup(
+                self.service, self.consumer, streams, count=self.batch, block=block
+            )
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.xack(self.stream, self.service, *acknowledged)
+                pipe.xreadgroup(self.service, self.consumer, streams, count=self.batch, block=block)
+                _, reply = pipe.execute()
+        except BaseException:
+            self._to_acknowledge[:0] = acknowledged  # not sent, or not known to be: again
+            raise
+        return reply
 
     def _reclaim(self) -> None:
         """Take over messages pending longer than ``redeliver_after`` (of dead consumers, or ours that failed)."""
@@ -272,7 +305,7 @@ class RedisStreamsTransport(EventTransport):
         )
         return {entry["message_id"]: int(entry["times_delivered"]) for entry in pending}
 
-    def _acknowledge(self, handled: list[bytes | None]) -> None:
+    def _acknowledge(self, handled: Sequence[bytes | None]) -> None:
         """One XACK for the messages of a batch whose handlers succeeded.
 
         After the whole batch rather than after each message: one round trip instead of
