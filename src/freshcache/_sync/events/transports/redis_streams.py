@@ -73,7 +73,15 @@ def _default_consumer() -> str:
 
 
 class RedisStreamsTransport(EventTransport):
-    """Publish to a Redis stream; consume it in this service's consumer group, at least once."""
+    """Publish to a Redis stream; consume it in this service's consumer group, at least once.
+
+    ``service`` names the consumer group (every process of a service passes the same);
+    ``consumer`` this process within it (by default host, pid and a random suffix).
+    ``redeliver_after`` must be longer than the slowest handling of a batch (the async
+    bus cuts a handler off at its ``handler_timeout``), or a live consumer's messages are
+    taken over as if it were dead and handled twice. ``start_at`` is where a new group
+    begins: ``"$"`` (events published from now on) or ``"0"`` (the whole stream).
+    """
 
     name = "redis-streams"
 
@@ -235,6 +243,9 @@ class RedisStreamsTransport(EventTransport):
         now = time.monotonic()
         if now >= self._next_claim:
             self._next_claim = now + self.redeliver_after / 2
+            # Our own handled messages first, or a long batch could reclaim them as idle.
+            acknowledged, self._to_acknowledge = self._to_acknowledge, []
+            self._acknowledge(acknowledged)
             self._reclaim()
         reply = self._acknowledge_and_read()
         for _stream, messages in reply or ():
@@ -313,8 +324,13 @@ class RedisStreamsTransport(EventTransport):
         which at-least-once delivery allows.
         """
         message_ids = [message_id for message_id in handled if message_id is not None]
-        if message_ids:
+        if not message_ids:
+            return
+        try:
             self.client.xack(self.stream, self.service, *message_ids)
+        except BaseException:
+            self._to_acknowledge[:0] = message_ids  # try again with the next read
+            raise
 
     def _handle(
         self, message_id: bytes, fields: dict[bytes, bytes] | None, deliveries: int
