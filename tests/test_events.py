@@ -117,3 +117,21 @@ def test_metrics_snapshot_is_json_ready_and_resets() -> None:
     assert set(EventMetrics.HELP) <= set(snapshot) | {"lag"}
     metrics.reset()
     assert 0 == metrics.snapshot()["delivered"]
+
+
+def _send_an_id(connection: Any) -> None:
+    connection.send(Event(EventTypes.USER_CREATED).id)
+
+
+def test_forked_processes_do_not_repeat_ids() -> None:
+    """A child forked from a publisher makes ids of its own, not the parent's next ones."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    here, there = fork.Pipe()
+    child = fork.Process(target=_send_an_id, args=(there,))
+    child.start()
+    child_id = here.recv()
+    child.join(10)
+
+    assert Event(EventTypes.USER_CREATED).id != child_id

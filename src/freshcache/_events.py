@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -89,7 +89,9 @@ def check_type_name(name: object) -> str:
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits, as uuid4 but without its system call (a third of an event's cost);
+    # the random module reseeds itself in a forked child, so processes do not repeat ids.
+    return f"{random.getrandbits(128):032x}"
 
 
 @dataclass(frozen=True)
