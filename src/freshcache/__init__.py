@@ -97,8 +97,49 @@ __all__ = [
     "validate_tag",
 ]
 
+# Domain events: the bus, its transports, the invalidation handlers.
+from freshcache._async.events.bus import AsyncEventBus
+from freshcache._async.events.transports.base import AsyncEventTransport
+from freshcache._async.events.transports.memory import AsyncMemoryTransport
+from freshcache._events import (
+    DeadLetter,
+    Event,
+    EventMetrics,
+    EventTypes,
+    InvalidEventError,
+    invalidation_handlers,
+)
+from freshcache._sync.events.bus import EventBus
+from freshcache._sync.events.transports.base import EventTransport
+from freshcache._sync.events.transports.memory import MemoryTransport
+
+__all__ += [
+    "AsyncEventBus",
+    "AsyncEventTransport",
+    "AsyncMemoryTransport",
+    "DeadLetter",
+    "Event",
+    "EventBus",
+    "EventMetrics",
+    "EventTransport",
+    "EventTypes",
+    "InvalidEventError",
+    "MemoryTransport",
+    "invalidation_handlers",
+]
+__all__.sort()  # one sorted list, as tests/test_public_api.py checks
+
 
 def __getattr__(name: str) -> object:
+    # The Redis transports need the optional redis package: imported on first use.
+    if name == "AsyncRedisStreamsTransport":
+        from freshcache._async.events.transports.redis_streams import AsyncRedisStreamsTransport
+
+        return AsyncRedisStreamsTransport
+    if name == "RedisStreamsTransport":
+        from freshcache._sync.events.transports.redis_streams import RedisStreamsTransport
+
+        return RedisStreamsTransport
     # The Redis backends need the optional redis package: imported on first use.
     if name in ("AsyncRedisBackend", "RedisBackend"):
         from freshcache._extras import missing_extra
