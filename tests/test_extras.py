@@ -40,8 +40,8 @@ CASES = {
     ),
     "prometheus collector": (
         ["prometheus_client"],
-        "from freshcache.prometheus import FreshcacheCollector",
-        "ModuleNotFoundError|prometheus_client|freshcache.prometheus needs the prometheus_client package: pip install 'freshcache[prometheus]'",
+        "from freshcache.integrations.prometheus import FreshcacheCollector",
+        "ModuleNotFoundError|prometheus_client|freshcache.integrations.prometheus needs the prometheus_client package: pip install 'freshcache[prometheus]'",
     ),
     "sync redis backend": (
         ["redis"],

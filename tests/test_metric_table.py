@@ -17,9 +17,9 @@ from sqlalchemy import MetaData, insert
 
 from freshcache import Cache, Invalidation, InvalidationManager, Rules
 from freshcache._metrics import CACHE_METRICS, MANAGER_METRICS, METRICS, RELAY_METRICS, Metric
+from freshcache.integrations.prometheus import FreshcacheCollector
 from freshcache.integrations.sqlalchemy import OutboxRelay, outbox_table
 from freshcache.integrations.sqlalchemy._outbox import outbox_row
-from freshcache.prometheus import FreshcacheCollector
 
 from .conftest import REQUIRE_SERVICES
 from .databases import Database

@@ -14,9 +14,9 @@ from sqlalchemy import MetaData, create_engine, insert
 
 from freshcache import Cache, InvalidationManager, Rules
 from freshcache._metrics import CacheMetrics, ManagerMetrics
+from freshcache.integrations.prometheus import FreshcacheCollector
 from freshcache.integrations.sqlalchemy import OutboxRelay, outbox_table
 from freshcache.integrations.sqlalchemy._outbox import outbox_row
-from freshcache.prometheus import FreshcacheCollector
 
 from .conftest import REQUIRE_SERVICES
 

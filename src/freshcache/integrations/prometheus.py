@@ -3,7 +3,7 @@
 Needs prometheus-client (the ``fastapi`` or ``prometheus`` extra)::
 
     from prometheus_client import REGISTRY
-    from freshcache.prometheus import FreshcacheCollector
+    from freshcache.integrations.prometheus import FreshcacheCollector
 
     REGISTRY.register(FreshcacheCollector(cache=cache, manager=manager))
 
@@ -28,7 +28,7 @@ try:
     )
     from prometheus_client.registry import Collector
 except ImportError as exc:
-    raise missing_extra(exc, "prometheus", "freshcache.prometheus") from exc
+    raise missing_extra(exc, "prometheus", "freshcache.integrations.prometheus") from exc
 
 from freshcache._metrics import CACHE_METRICS, MANAGER_METRICS, RELAY_METRICS, Histogram
 from freshcache._metrics import Metric as MetricInfo
