@@ -1,6 +1,4 @@
-"""The ``freshcache`` command.
-
-``freshcache relay``: apply the outbox rows that writers left behind (a crash, a cache
+"""``freshcache relay``: apply the outbox rows that writers left behind (a crash, a cache
 outage) and delete them; run it beside the application, as many times as you like on
 PostgreSQL (relays share the rows with FOR UPDATE SKIP LOCKED).
 
@@ -15,22 +13,42 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
-from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
 from freshcache._exceptions import ConfigurationError, FreshcacheError
+from freshcache.cli._failures import Unreachable
 
 log = logging.getLogger("freshcache")
 
 
-class _Unreachable(Exception):
-    """The database did not answer at start."""
+def add_parser(commands: Any) -> None:
+    """The ``relay`` command and its options, on ``commands`` (argparse's subparsers)."""
+    relay = commands.add_parser("relay", help="apply and delete outbox rows left behind")
+    relay.add_argument(
+        "--database-url",
+        default=os.environ.get("FRESHCACHE_DATABASE_URL"),
+        required="FRESHCACHE_DATABASE_URL" not in os.environ,
+        help="SQLAlchemy URL of the database holding the outbox (env FRESHCACHE_DATABASE_URL)",
+    )
+    relay.add_argument(
+        "--cache-url",
+        default=os.environ.get("FRESHCACHE_CACHE_URL"),
+        required="FRESHCACHE_CACHE_URL" not in os.environ,
+        help="redis://host:port/db?namespace=... of the cache (env FRESHCACHE_CACHE_URL)",
+    )
+    relay.add_argument("--table", default="freshcache_outbox", help="the outbox table's name")
+    relay.add_argument(
+        "--grace", type=float, default=5.0, help="seconds a row is left to its writer"
+    )
+    relay.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+    relay.add_argument("--batch-size", type=int, default=1000, help="rows claimed per transaction")
+    relay.add_argument("--once", action="store_true", help="one pass, then exit")
+    relay.set_defaults(run=run)
 
 
-def _relay(arguments: argparse.Namespace) -> int:
+def run(arguments: argparse.Namespace) -> int:
     try:
         # First, so that a missing sqlalchemy is reported with the extra to install.
         from freshcache.integrations.sqlalchemy import OutboxRelay, outbox_table
@@ -119,55 +137,8 @@ def _engine(url: str, table: Any) -> Any:
             require_outbox(connection, table)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise _Unreachable(f"cannot reach the database at {shown}: {reason_of(exc)}") from None
+        raise Unreachable(f"cannot reach the database at {shown}: {reason_of(exc)}") from None
     except ConfigurationError:
         engine.dispose()
         raise
     return engine
-
-
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="freshcache", description=__doc__.split("\n")[0] if __doc__ else None
-    )
-    commands = top.add_subparsers(dest="command", required=True)
-    relay = commands.add_parser("relay", help="apply and delete outbox rows left behind")
-    relay.add_argument(
-        "--database-url",
-        default=os.environ.get("FRESHCACHE_DATABASE_URL"),
-        required="FRESHCACHE_DATABASE_URL" not in os.environ,
-        help="SQLAlchemy URL of the database holding the outbox (env FRESHCACHE_DATABASE_URL)",
-    )
-    relay.add_argument(
-        "--cache-url",
-        default=os.environ.get("FRESHCACHE_CACHE_URL"),
-        required="FRESHCACHE_CACHE_URL" not in os.environ,
-        help="redis://host:port/db?namespace=... of the cache (env FRESHCACHE_CACHE_URL)",
-    )
-    relay.add_argument("--table", default="freshcache_outbox", help="the outbox table's name")
-    relay.add_argument(
-        "--grace", type=float, default=5.0, help="seconds a row is left to its writer"
-    )
-    relay.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
-    relay.add_argument("--batch-size", type=int, default=1000, help="rows claimed per transaction")
-    relay.add_argument("--once", action="store_true", help="one pass, then exit")
-    relay.set_defaults(run=_relay)
-    return top
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        code: int = arguments.run(arguments)
-    except FreshcacheError as exc:
-        print(f"freshcache: {exc}", file=sys.stderr)
-        return 2
-    except _Unreachable as exc:
-        print(f"freshcache: {exc}", file=sys.stderr)
-        return 1
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
