@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .conftest import Database
-from .models import User
-from .stack import Settings, Stack
+from ..databases import Database
+from ..integrations.models import User
+from ..integrations.stack import Settings, Stack
 
 SPAWN = multiprocessing.get_context("spawn")
 

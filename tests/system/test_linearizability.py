@@ -49,9 +49,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only
 
-from .conftest import Database
-from .models import User
-from .stack import Settings, Stack
+from ..databases import Database
+from ..integrations.models import User
+from ..integrations.stack import Settings, Stack
 
 SPAWN = multiprocessing.get_context("spawn")
 

@@ -17,9 +17,9 @@ import redis
 
 from freshcache import AsyncRetryQueue
 
+from ..databases import Database
+from ..integrations.stack import Settings, Stack
 from ..redis_server import RedisServer
-from .conftest import Database
-from .stack import Settings, Stack
 
 USERS = 4
 ROUNDS = 2  # updates per user while Redis is down

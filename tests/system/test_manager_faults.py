@@ -10,7 +10,7 @@ import pytest
 
 from freshcache import AsyncCache, AsyncInvalidationManager, Cache, InvalidationManager, Rules
 
-from .redis_server import RedisServer
+from ..redis_server import RedisServer
 
 RULES = (
     Rules()

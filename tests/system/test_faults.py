@@ -14,7 +14,7 @@ import pytest
 
 from freshcache import AsyncCache, BackendError, Cache
 
-from .redis_server import RedisServer
+from ..redis_server import RedisServer
 
 SPAWN = multiprocessing.get_context("spawn")
 MISS = object()
