@@ -1,11 +1,18 @@
-"""Callers cancelled mid-invalidation (a request timeout): nothing is lost, nobody else fails."""
+"""Callers cancelled mid-load or mid-invalidation (a request timeout): nothing is lost, nobody else fails.
+
+Cancellation exists for tasks only, so these tests have no thread twin.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
+import pytest
+
 from freshcache import AsyncCache, AsyncInvalidationManager, AsyncMemoryBackend, AsyncRetryQueue
+
+from .concurrency import async_wait_until
 
 
 class GatedBackend(AsyncMemoryBackend):
@@ -84,3 +91,27 @@ async def test_a_cancelled_invalidation_is_queued_and_applied() -> None:
         assert None is await cache.get("a", tags=["a"])
     finally:
         await manager.aclose()
+
+
+async def test_cancelled_leader_does_not_cancel_followers() -> None:
+    """A follower of a cancelled load is not cancelled itself: it loads in its place."""
+    cache = AsyncCache(AsyncMemoryBackend())
+    started = asyncio.Event()
+
+    async def stuck() -> str:
+        started.set()
+        await asyncio.Event().wait()  # never set: the load only ends by cancellation
+        return "never"
+
+    async def quick() -> str:
+        return "follower's own"
+
+    leader = asyncio.create_task(cache.get_or_load("k", stuck))
+    await asyncio.wait_for(started.wait(), 5)
+    follower = asyncio.create_task(cache.get_or_load("k", quick))
+    await async_wait_until(lambda: 1 == cache.metrics.inflight_waits)  # it joined the load
+    leader.cancel()
+
+    assert "follower's own" == await asyncio.wait_for(follower, 5)
+    with pytest.raises(asyncio.CancelledError):
+        await leader
