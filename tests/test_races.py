@@ -1,6 +1,7 @@
 """The core promises under real concurrency: stale fills, herds, and O(1) tag invalidation.
 
-Several OS processes are started with the "spawn" context; their targets live at module
+The races within one process, as tasks and as threads, are written once in
+tests/_async/test_races.py. Several OS processes are started with the "spawn" context; their targets live at module
 level here so the children can import them. Everything waits with a timeout.
 """
 
@@ -10,16 +11,15 @@ import asyncio
 import functools
 import multiprocessing
 import random
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from freshcache import AsyncCache, AsyncMemoryBackend, Cache
+
+from .concurrency import async_wait_until
 
 SPAWN = multiprocessing.get_context("spawn")
 MISS = object()
@@ -42,62 +42,6 @@ def _pool_for(cache_url: str, connections: int) -> dict[str, int]:
 
 
 # The stale-set race
-
-
-async def test_fill_of_data_read_before_an_invalidation_is_rejected(cache_url: str) -> None:
-    """A load that read its source before an invalidation of its tag landed stores nothing, and the next load reads the new data."""
-    source = {"item": "old"}
-    loading = asyncio.Event()
-    invalidated = asyncio.Event()
-
-    async def slow_loader() -> str:
-        value = source["item"]
-        loading.set()
-        await invalidated.wait()
-        return value
-
-    async with AsyncCache.from_url(cache_url) as cache:
-        load = asyncio.create_task(cache.get_or_load("item", slow_loader, tags=["item"]))
-        await asyncio.wait_for(loading.wait(), 5)
-        source["item"] = "new"
-        await cache.invalidate_tags(["item"])
-        invalidated.set()
-
-        assert "old" == await asyncio.wait_for(load, 5)
-        assert 1 == cache.metrics.stale_fills_rejected
-        assert 0 == cache.metrics.sets
-        assert MISS is await cache.get("item", MISS)
-        assert MISS is await cache.get("item", MISS, tags=["item"])
-        assert "new" == await cache.get_or_load("item", lambda: source["item"], tags=["item"])
-        assert "new" == await cache.get("item")
-
-
-async def test_caller_starting_after_an_invalidation_never_gets_an_older_load(
-    cache_url: str,
-) -> None:
-    """A get_or_load that starts after an invalidation returned never returns data read before that invalidation."""
-    source = {"item": "old"}
-    loading = asyncio.Event()
-    release = asyncio.Event()
-
-    async def slow_loader() -> str:
-        value = source["item"]
-        loading.set()
-        await release.wait()
-        return value
-
-    async with AsyncCache.from_url(cache_url) as cache:
-        early = asyncio.create_task(cache.get_or_load("item", slow_loader, tags=["item"]))
-        await asyncio.wait_for(loading.wait(), 5)
-        source["item"] = "new"
-        await cache.invalidate_tags(["item"])
-        # The write has returned: from here on no reader may see "old".
-        late = asyncio.create_task(cache.get_or_load("item", lambda: source["item"], tags=["item"]))
-        await asyncio.sleep(0.05)
-        release.set()
-
-        assert "old" == await asyncio.wait_for(early, 5)
-        assert "new" == await asyncio.wait_for(late, 5)
 
 
 async def test_concurrent_readers_never_see_data_older_than_a_returned_invalidation(
@@ -298,13 +242,14 @@ async def test_herd_larger_than_the_default_pool_fills_once_without_errors(
     """200 concurrent misses on one Redis cache with default options run the loader once, fill the entry, and meet no backend error."""
     loads = 0
 
-    async def loader() -> str:
-        nonlocal loads
-        loads += 1
-        await asyncio.sleep(0.2)
-        return "value"
-
     async with AsyncCache.from_url(f"{redis_url}?namespace={namespace}") as cache:
+
+        async def loader() -> str:
+            nonlocal loads
+            loads += 1
+            await async_wait_until(lambda: 199 == cache.metrics.inflight_waits)  # the herd waits
+            return "value"
+
         values = await asyncio.wait_for(
             asyncio.gather(*(cache.get_or_load("herd", loader, tags=["herd"]) for _ in range(200))),
             30,
@@ -318,46 +263,19 @@ async def test_herd_larger_than_the_default_pool_fills_once_without_errors(
 async def test_herd_in_one_process_runs_the_loader_once() -> None:
     """500 concurrent misses on one key of the memory backend run the loader once."""
     loads = 0
+    cache = AsyncCache(AsyncMemoryBackend())
 
     async def loader() -> str:
         nonlocal loads
         loads += 1
-        await asyncio.sleep(0.2)
+        await async_wait_until(lambda: 499 == cache.metrics.inflight_waits)  # the herd waits
         return "value"
 
-    cache = AsyncCache(AsyncMemoryBackend())
     values = await asyncio.wait_for(
         asyncio.gather(*(cache.get_or_load("herd", loader, tags=["herd"]) for _ in range(500))),
         30,
     )
     assert ["value"] * 500 == values
-    assert 1 == loads
-
-
-def test_herd_of_threads_on_one_sync_cache_runs_the_loader_once(cache_url: str) -> None:
-    """50 threads missing one key of one sync Cache together run the loader once."""
-    loads = 0
-    counting = threading.Lock()
-
-    def loader() -> str:
-        nonlocal loads
-        with counting:
-            loads += 1
-        time.sleep(0.2)
-        return "value"
-
-    barrier = threading.Barrier(50)
-    with Cache.from_url(cache_url) as cache:
-
-        def read() -> Any:
-            cache.get("warm-up")
-            barrier.wait(30)
-            return cache.get_or_load("herd", loader, tags=["herd"])
-
-        with ThreadPoolExecutor(50) as pool:
-            futures = [pool.submit(read) for _ in range(50)]
-            values = [future.result(timeout=30) for future in futures]
-    assert ["value"] * 50 == values
     assert 1 == loads
 
 
