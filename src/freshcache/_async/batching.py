@@ -40,6 +40,11 @@ class AsyncTagBatcher:
         self._leading = False
         self._guard = AsyncCriticalSection()
 
+    @property
+    def waiting(self) -> int:
+        """Callers queued behind the operation in flight, for the curious and the tests."""
+        return len(self._waiters)
+
     async def invalidate(self, tags: Sequence[str]) -> None:
         waiter = _Waiter()
         with self._guard:

@@ -41,6 +41,11 @@ class TagBatcher:
         self._leading = False
         self._guard = CriticalSection()
 
+    @property
+    def waiting(self) -> int:
+        """Callers queued behind the operation in flight, for the curious and the tests."""
+        return len(self._waiters)
+
     def invalidate(self, tags: Sequence[str]) -> None:
         waiter = _Waiter()
         with self._guard:
