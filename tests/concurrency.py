@@ -22,7 +22,11 @@ __all__ = [
     "AsyncNursery",
     "Event",
     "Nursery",
+    "async_current_name",
+    "async_pause",
     "async_wait_until",
+    "current_name",
+    "pause",
     "wait_until",
 ]
 
@@ -137,3 +141,25 @@ def wait_until(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the condition never held"
         time.sleep(0.0001)  # give up the GIL to the other threads
+
+
+async def async_pause() -> None:
+    """Let the other tasks run (a yield: no time is waited)."""
+    await asyncio.sleep(0)
+
+
+def pause() -> None:
+    """Let the other threads run (a yield: no time is waited)."""
+    time.sleep(0)
+
+
+def async_current_name() -> str:
+    """The running task's name: tells the callers apart."""
+    task = asyncio.current_task()
+    assert task is not None, "not in a task"
+    return task.get_name()
+
+
+def current_name() -> str:
+    """The running thread's name: tells the callers apart."""
+    return threading.current_thread().name

@@ -1,10 +1,13 @@
-"""What differs between the async bus and the sync one: timeouts, threads, coroutine handlers."""
+"""What differs between the async bus and the sync one: timeouts, coroutine handlers.
+
+What they share under concurrency (order per publisher) is written once, in
+tests/_async/test_event_order.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -66,55 +69,6 @@ def test_slow_handler_on_the_sync_bus_is_reported_not_failed() -> None:
     assert 1 == bus.metrics.handler_timeouts
     assert {} == bus.metrics.handler_failures
     assert [] == bus.transport.dead_letters()
-
-
-async def test_order_is_kept_per_publisher_among_tasks() -> None:
-    """Concurrent publishing tasks each see their events handled in the order they published them."""
-    bus = AsyncEventBus()
-    seen: dict[int, list[int]] = {}
-
-    @bus.subscribe(T.USER_UPDATED)
-    async def record(event: Event) -> None:
-        await asyncio.sleep(0)  # yield, so that the publishers interleave
-        seen.setdefault(event.data["id"], []).append(event.data["n"])
-
-    async def publisher(entity: int) -> None:
-        for n in range(50):
-            await bus.publish(Event(T.USER_UPDATED, {"id": entity, "n": n}))
-
-    await asyncio.gather(*(publisher(entity) for entity in range(5)))
-
-    assert {entity: list(range(50)) for entity in range(5)} == seen
-
-
-def test_order_is_kept_per_publisher_among_threads() -> None:
-    """Threads publishing on one sync bus each see their events handled in their order, in their thread."""
-    bus = EventBus()
-    seen: dict[int, list[tuple[int, str]]] = {}
-    start = threading.Barrier(5)
-
-    @bus.subscribe(T.USER_UPDATED)
-    def record(event: Event) -> None:
-        time.sleep(0)  # let the other threads run
-        seen.setdefault(event.data["id"], []).append(
-            (event.data["n"], threading.current_thread().name)
-        )
-
-    def publisher(entity: int) -> None:
-        start.wait()
-        for n in range(50):
-            bus.publish(Event(T.USER_UPDATED, {"id": entity, "n": n}))
-
-    threads = [
-        threading.Thread(target=publisher, args=(entity,), name=f"publisher-{entity}")
-        for entity in range(5)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert {entity: [(n, f"publisher-{entity}") for n in range(50)] for entity in range(5)} == seen
 
 
 def test_coroutine_handler_is_refused_by_the_sync_bus() -> None:
