@@ -75,10 +75,15 @@ class Spawned:
 
 
 class AsyncNursery:
-    """``start_soon`` runs calls as tasks; leaving the block waits for every one of them."""
+    """``start_soon`` runs calls as tasks; leaving the block waits for every one of them.
 
-    def __init__(self) -> None:
+    Then the first error of a call is raised, unless ``errors_expected``: a test that
+    expects failures reads each one from ``result()``.
+    """
+
+    def __init__(self, *, errors_expected: bool = False) -> None:
         self._spawned: list[asyncio.Task[Any]] = []
+        self._errors_expected = errors_expected
 
     async def __aenter__(self) -> AsyncNursery:
         return self
@@ -90,6 +95,9 @@ class AsyncNursery:
             if not task.done():
                 task.cancel()
                 raise AssertionError(f"{task.get_name()} did not finish in {TIMEOUT} s")
+        if not self._errors_expected:
+            for task in self._spawned:
+                task.result()
 
     def start_soon(
         self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
@@ -100,10 +108,15 @@ class AsyncNursery:
 
 
 class Nursery:
-    """``start_soon`` runs calls on threads; leaving the block joins every one of them."""
+    """``start_soon`` runs calls on threads; leaving the block joins every one of them.
 
-    def __init__(self) -> None:
+    Then the first error of a call is raised, unless ``errors_expected``: a test that
+    expects failures reads each one from ``result()``.
+    """
+
+    def __init__(self, *, errors_expected: bool = False) -> None:
         self._spawned: list[Spawned] = []
+        self._errors_expected = errors_expected
 
     def __enter__(self) -> Nursery:
         return self
@@ -114,6 +127,9 @@ class Nursery:
             spawned.thread.join(max(0.0, deadline - time.monotonic()))
             if spawned.thread.is_alive():
                 raise AssertionError(f"{spawned.thread.name} did not finish in {TIMEOUT} s")
+        if not self._errors_expected:
+            for spawned in self._spawned:
+                spawned.result()
 
     def start_soon(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Spawned:
         spawned = Spawned(call, args, kwargs)

@@ -81,7 +81,7 @@ async def test_a_failed_operation_fails_every_caller_in_it() -> None:
     backend.failing = True
     batcher = AsyncTagBatcher(backend)
 
-    async with AsyncNursery() as nursery:
+    async with AsyncNursery(errors_expected=True) as nursery:
         first = nursery.start_soon(batcher.invalidate, ["t0"])
         assert await backend.in_flight.wait(TIMEOUT)
         rest = [nursery.start_soon(batcher.invalidate, [f"t{n}"]) for n in range(1, 20)]

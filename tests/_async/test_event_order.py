@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from freshcache import AsyncEventBus, Event
+from freshcache import AsyncEventBus
+from freshcache import Event as DomainEvent  # apart from the shim's Event, once generated
 from freshcache import EventTypes as T
 
 from ..concurrency import TIMEOUT, AsyncEvent, AsyncNursery, async_current_name, async_pause
@@ -19,7 +20,7 @@ async def test_order_is_kept_per_publisher() -> None:
     start = AsyncEvent()  # releases the publishers together
 
     @bus.subscribe(T.USER_UPDATED)
-    async def record(event: Event) -> None:
+    async def record(event: DomainEvent) -> None:
         await async_pause()  # let the other publishers run, so that they interleave
         seen.setdefault(event.data["id"], []).append((event.data["n"], async_current_name()))
 
@@ -27,7 +28,7 @@ async def test_order_is_kept_per_publisher() -> None:
         publishers[entity] = async_current_name()
         assert await start.wait(TIMEOUT)
         for n in range(EVENTS):
-            await bus.publish(Event(T.USER_UPDATED, {"id": entity, "n": n}))
+            await bus.publish(DomainEvent(T.USER_UPDATED, {"id": entity, "n": n}))
 
     async with AsyncNursery() as nursery:
         for entity in range(PUBLISHERS):

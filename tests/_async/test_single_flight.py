@@ -69,7 +69,7 @@ async def test_followers_share_the_leaders_error() -> None:
         await async_wait_until(lambda: 19 == cache.metrics.inflight_waits)  # all joined
         raise LookupError("row locked")
 
-    async with AsyncNursery() as nursery:
+    async with AsyncNursery(errors_expected=True) as nursery:
         callers = [nursery.start_soon(cache.get_or_load, "k", failing) for _ in range(20)]
 
     assert 1 == calls

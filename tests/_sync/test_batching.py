@@ -82,7 +82,7 @@ def test_a_failed_operation_fails_every_caller_in_it() -> None:
     backend.failing = True
     batcher = TagBatcher(backend)
 
-    with Nursery() as nursery:
+    with Nursery(errors_expected=True) as nursery:
         first = nursery.start_soon(batcher.invalidate, ["t0"])
         assert backend.in_flight.wait(TIMEOUT)
         rest = [nursery.start_soon(batcher.invalidate, [f"t{n}"]) for n in range(1, 20)]

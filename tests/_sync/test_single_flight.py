@@ -70,7 +70,7 @@ def test_followers_share_the_leaders_error() -> None:
         wait_until(lambda: 19 == cache.metrics.inflight_waits)  # all joined
         raise LookupError("row locked")
 
-    with Nursery() as nursery:
+    with Nursery(errors_expected=True) as nursery:
         callers = [nursery.start_soon(cache.get_or_load, "k", failing) for _ in range(20)]
 
     assert 1 == calls
