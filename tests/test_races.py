@@ -186,24 +186,44 @@ def test_fill_rejected_across_processes(redis_url: str, namespace: str) -> None:
 # A herd of misses
 
 
-def _herd_process(cache_url: str, tasks: int, barrier: Any, loads: Any, reports: Any) -> None:
-    """One process of the herd: ``tasks`` concurrent get_or_load, released by the barrier."""
+def _herd_process(
+    cache_url: str, tasks: int, barrier: Any, loads: Any, waiting: Any, reports: Any
+) -> None:
+    """One process of the herd: ``tasks`` concurrent get_or_load, released by the barrier.
+
+    The one load, wherever it runs, is held until every process counts itself in
+    ``waiting``: its other callers joined its own load, and that one waits on the lease.
+    """
 
     async def main() -> None:
         # A pool as large as the herd: the default one is the subject of its own test.
         async with AsyncCache.from_url(cache_url, **_pool_for(cache_url, 2 * tasks)) as cache:
+            leading = False
 
             async def loader() -> dict[str, int]:
+                nonlocal leading
+                leading = True
                 with loads.get_lock():
                     loads.value += 1
-                await asyncio.sleep(0.2)
+                await async_wait_until(lambda: 4 == waiting.value)
                 return {"answer": 42}
+
+            async def herd_waits() -> None:
+                await async_wait_until(
+                    lambda: (
+                        tasks - 1 == cache.metrics.inflight_waits
+                        and (leading or 1 <= cache.metrics.lease_waits)
+                    )
+                )
+                with waiting.get_lock():
+                    waiting.value += 1
 
             # Open the pool's connections first, so the herd starts together.
             await asyncio.gather(*(cache.get("warm-up") for _ in range(tasks)))
             barrier.wait(60)
-            values = await asyncio.gather(
-                *(cache.get_or_load("herd", loader, tags=["herd"]) for _ in range(tasks))
+            _, *values = await asyncio.gather(
+                herd_waits(),
+                *(cache.get_or_load("herd", loader, tags=["herd"]) for _ in range(tasks)),
             )
             reports.put(sum(value == {"answer": 42} for value in values))
 
@@ -216,10 +236,13 @@ def test_herd_across_four_processes_runs_the_loader_once(redis_url: str, namespa
     cache_url = f"{redis_url}?namespace={namespace}"
     barrier = SPAWN.Barrier(4)
     loads = SPAWN.Value("i", 0)
+    waiting = SPAWN.Value("i", 0)
     reports = SPAWN.Queue()
     processes = [
         SPAWN.Process(
-            target=_herd_process, args=(cache_url, 125, barrier, loads, reports), daemon=True
+            target=_herd_process,
+            args=(cache_url, 125, barrier, loads, waiting, reports),
+            daemon=True,
         )
         for _ in range(4)
     ]
@@ -232,6 +255,7 @@ def test_herd_across_four_processes_runs_the_loader_once(redis_url: str, namespa
         assert [0, 0, 0, 0] == [process.exitcode for process in processes]
         assert [125, 125, 125, 125] == correct
         assert 1 == loads.value
+        assert 4 == waiting.value
     finally:
         _stop(processes)
 
