@@ -39,6 +39,8 @@ def test_relay_once_applies_and_deletes_rows_left_behind(
             "freshcache.cli",
             "relay",
             "--once",
+            "--grace",
+            "30",  # the fresh row stays fresh however slowly the command starts
             "--database-url",
             database_url,
             "--cache-url",
