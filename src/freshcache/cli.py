@@ -47,6 +47,7 @@ def _relay(arguments: argparse.Namespace) -> int:
     cache = Cache.from_url(arguments.cache_url)  # checks the URL; connects at first use
     engine = _engine(arguments.database_url, table)
     manager = InvalidationManager(cache)
+    bus = _events_bus(arguments.events_url, arguments.events_namespace)
     relay = OutboxRelay(
         engine,
         manager,
@@ -54,6 +55,7 @@ def _relay(arguments: argparse.Namespace) -> int:
         grace=arguments.grace,
         interval=arguments.interval,
         batch_size=arguments.batch_size,
+        bus=bus,
     )
     stopping = threading.Event()
 
@@ -88,9 +90,21 @@ def _relay(arguments: argparse.Namespace) -> int:
             stopping.wait(arguments.interval)
         return 0
     finally:
+        if bus is not None:
+            bus.close()
         manager.close()
         cache.close()
         engine.dispose()
+
+
+def _events_bus(url: str | None, namespace: str) -> Any:
+    """A bus publishing to the Redis stream at ``url``; without one, rows carrying events wait."""
+    if not url:
+        return None
+    from freshcache import EventBus
+    from freshcache._sync.events.transports.redis_streams import RedisStreamsTransport
+
+    return EventBus(RedisStreamsTransport.from_url(url, service="relay", namespace=namespace))
 
 
 def _engine(url: str, table: Any) -> Any:
@@ -145,6 +159,13 @@ def parser() -> argparse.ArgumentParser:
         help="redis://host:port/db?namespace=... of the cache (env FRESHCACHE_CACHE_URL)",
     )
     relay.add_argument("--table", default="freshcache_outbox", help="the outbox table's name")
+    relay.add_argument(
+        "--events-url",
+        default=os.environ.get("FRESHCACHE_EVENTS_URL"),
+        help="redis://... of the event stream to publish the rows' events to "
+        "(env FRESHCACHE_EVENTS_URL); without it, rows carrying events are left pending",
+    )
+    relay.add_argument("--events-namespace", default="fc", help="the event stream's namespace")
     relay.add_argument(
         "--grace", type=float, default=5.0, help="seconds a row is left to its writer"
     )
