@@ -11,6 +11,7 @@ handlers recognise it, and an entry filled in between survives (checked in the c
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import multiprocessing.connection
 import signal
@@ -35,6 +36,7 @@ from freshcache.integrations.sqlalchemy import (
     rules_from_models,
 )
 
+from ..redis_server import RedisServer
 from .conftest import Database
 from .models import MODELS, Base, User
 from .support import count_rows
@@ -72,13 +74,18 @@ class Service:
         namespace: str,
         name: str,
         bus_class: Any = EventBus,
+        bus_url: str | None = None,
     ) -> Service:
         engine = database.engine()
         cache = Cache.from_url(f"{redis_url}?namespace={namespace}")
         manager = InvalidationManager(cache, rules_from_models(MODELS))
         bus = bus_class(
             RedisStreamsTransport.from_url(
-                redis_url, service="web", namespace=namespace, consumer=name, start_at="0"
+                bus_url or redis_url,
+                service="web",
+                namespace=namespace,
+                consumer=name,
+                start_at="0",
             ),
             source=name,
         )
@@ -276,3 +283,31 @@ def test_a_relay_killed_after_publishing_is_harmless_when_the_next_one_publishes
     hits = service.cache.metrics.hits
     assert "after" == _read_name(service, user_id)
     assert hits + 1 == service.cache.metrics.hits  # the redelivery left the fresh entry alone
+
+
+def test_an_event_the_bus_refused_after_the_commit_is_published_by_the_relay_once_it_is_back(
+    postgres: Database, redis_url: str, namespace: str, private_redis: RedisServer
+) -> None:
+    """With the event stream's Redis down, the write still commits and returns; its row stays, and the relay publishes the event when Redis is back."""
+    engine = postgres.engine()
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    service = Service.build(postgres, redis_url, namespace, "writer", bus_url=private_redis.url)
+    try:
+        user = service.users.add(email="ada@example.com", name="before", score=1)
+        assert 1 == service.relay.delete_applied()
+        private_redis.stop()
+
+        assert "after" == service.users.update(user.id, name="after").name  # type: ignore[union-attr]
+
+        assert 1 == count_rows(service.engine, OUTBOX)
+        assert 1 == service.bus.metrics.published  # the creation's event only
+        private_redis.start()
+        assert 1 == service.relay.run_once()
+        with redis.Redis.from_url(private_redis.url) as client:
+            stream = client.xrange(service.bus.transport.stream)  # type: ignore[attr-defined]
+        types = [json.loads(fields[b"event"])["type"] for _, fields in stream]
+        assert ["user.created", "user.updated"] == types
+        assert 0 == count_rows(service.engine, OUTBOX)
+    finally:
+        service.close()
