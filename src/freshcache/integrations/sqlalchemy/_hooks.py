@@ -103,6 +103,13 @@ class SessionInvalidation(StatementCapture):
         require_kind(
             manager, (AsyncInvalidationManager, InvalidationManager), "SessionInvalidation"
         )
+        if relay is not None:
+            async_manager = isinstance(manager, AsyncInvalidationManager)
+            require_kind(
+                relay,
+                AsyncOutboxRelay if async_manager else OutboxRelay,
+                f"SessionInvalidation with {'an Async' if async_manager else 'an '}InvalidationManager",
+            )
         if bus is not None:
             async_manager = isinstance(manager, AsyncInvalidationManager)
             require_kind(
@@ -115,13 +122,6 @@ class SessionInvalidation(StatementCapture):
                     "the hooks publish events but their relay has no bus: give the relay "
                     "bus=... too, or events of a process that died after its commit are never published"
                 )
-        if relay is not None:
-            async_manager = isinstance(manager, AsyncInvalidationManager)
-            require_kind(
-                relay,
-                AsyncOutboxRelay if async_manager else OutboxRelay,
-                f"SessionInvalidation with {'an Async' if async_manager else 'an '}InvalidationManager",
-            )
         if mode not in ("strict", "commit"):
             raise ConfigurationError(f"mode must be 'strict' or 'commit', not {mode!r}")
         self.manager = manager
