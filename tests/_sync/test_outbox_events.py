@@ -20,6 +20,7 @@ from freshcache import (
     Event,
     EventTypes,
     InvalidEventError,
+    invalidation_handlers,
 )
 from freshcache.integrations.sqlalchemy import (
     BaseRepository,
@@ -237,3 +238,27 @@ def test_hooks_with_a_bus_need_a_relay_with_one(stack: Stack) -> None:
         SessionInvalidation(stack.manager, outbox=OUTBOX, relay=mute, bus=stack.bus)
     with pytest.raises(ConfigurationError):
         SessionInvalidation(stack.manager, outbox=OUTBOX, bus=object())  # type: ignore[arg-type]
+
+
+def test_a_repository_event_invalidates_another_services_cache_as_the_hooks_would(
+    stack: Stack,
+) -> None:
+    """A challenge moved between users, seen only through its event, drops both users' lists in another cache and nothing else."""
+    elsewhere = Cache.from_url("memory://")
+    manager = InvalidationManager(elsewhere, rules_from_models(MODELS))
+    invalidation_handlers(stack.bus, manager, {"challenge.updated": "challenge"})
+    ada = stack.users.add(email="ada@example.com", name="Ada")
+    bob = stack.users.add(email="bob@example.com", name="Bob")
+    eve = stack.users.add(email="eve@example.com", name="Eve")
+    challenge = stack.challenges.add(user_id=ada.id, title="Sort a list")
+    for user in (ada, bob, eve):
+        elsewhere.set(f"list:{user.id}", [user.id], tags=[f"user:{user.id}:challenges"])
+
+    stack.challenges.update(challenge.id, user_id=bob.id)
+
+    assert {f"list:{eve.id}": [eve.id]} == elsewhere.get_many(
+        [f"list:{user.id}" for user in (ada, bob, eve)]
+    )
+    manager.close()
+    elsewhere.close()
+    elsewhere.close()
