@@ -260,4 +260,3 @@ async def test_a_repository_event_invalidates_another_services_cache_as_the_hook
     )
     await manager.aclose()
     await elsewhere.aclose()
-    await elsewhere.aclose()

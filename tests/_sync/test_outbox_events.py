@@ -261,4 +261,3 @@ def test_a_repository_event_invalidates_another_services_cache_as_the_hooks_woul
     )
     manager.close()
     elsewhere.close()
-    elsewhere.close()
