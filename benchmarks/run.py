@@ -14,6 +14,7 @@ from pathlib import Path
 from benchmarks import (
     entity_invalidation,
     memory_hit,
+    outbox_events,
     redis_hit,
     sqlalchemy_writes,
     tag_invalidation,
@@ -28,9 +29,10 @@ SUITES: dict[str, Callable[[Settings], list[Table]]] = {
     "tags": tag_invalidation.run,
     "manager": entity_invalidation.run,
     "sqlalchemy": sqlalchemy_writes.run,
+    "outbox_events": outbox_events.run,
 }
-NEEDS_REDIS = {"redis", "tags", "manager", "sqlalchemy"}
-NEEDS_DATABASE = {"sqlalchemy"}
+NEEDS_REDIS = {"redis", "tags", "manager", "sqlalchemy", "outbox_events"}
+NEEDS_DATABASE = {"sqlalchemy", "outbox_events"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -15,8 +15,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy import MetaData, insert
 
-from freshcache import Cache, Invalidation, InvalidationManager, Rules
-from freshcache._metrics import CACHE_METRICS, MANAGER_METRICS, METRICS, RELAY_METRICS, Metric
+from freshcache import Cache, Event, EventBus, EventTypes, Invalidation, InvalidationManager, Rules
+from freshcache._metrics import (
+    CACHE_METRICS,
+    EVENT_METRICS,
+    MANAGER_METRICS,
+    METRICS,
+    RELAY_METRICS,
+    Metric,
+)
 from freshcache.integrations.prometheus import FreshcacheCollector
 from freshcache.integrations.sqlalchemy import OutboxRelay, outbox_table
 from freshcache.integrations.sqlalchemy._outbox import outbox_row
@@ -56,7 +63,7 @@ def snapshot_value(metric: Metric, value: Any) -> Any:
 def test_every_metric_is_the_same_in_the_snapshot_and_in_prometheus(
     private_redis: RedisServer, postgres: Database
 ) -> None:
-    """After hits, misses, loads, a loader error, an outage whose queued invalidation overflowed and recovered, and a relay pass, every snapshot value equals its Prometheus value, and neither has a metric the other lacks."""
+    """After hits, misses, loads, a loader error, an outage whose queued invalidation overflowed and recovered, a relay pass, and events with a failing handler, every snapshot value equals its Prometheus value, and neither has a metric the other lacks."""
     cache = Cache.from_url(f"{private_redis.url}?namespace=table")
     manager = InvalidationManager(cache, Rules().entity("user", tags=["user:{id}"]), retries=0)
     manager.failure_sink.max_items = 2  # type: ignore[attr-defined]
@@ -89,10 +96,18 @@ def test_every_metric_is_the_same_in_the_snapshot_and_in_prometheus(
     left_behind["created_at"] = time.time() - 60
     with engine.begin() as connection:
         connection.execute(insert(outbox), [left_behind, outbox_row(["user:2"], ["user"])])
-    relay = OutboxRelay(engine, manager, outbox, grace=30)
+    bus = EventBus()
+    bus.subscribe(EventTypes.USER_UPDATED, lambda event: None)
+
+    @bus.subscribe(EventTypes.USER_UPDATED)
+    def failing(event: Event) -> None:
+        raise RuntimeError("a handler that fails")
+
+    relay = OutboxRelay(engine, manager, outbox, grace=30, bus=bus)
     assert 1 == relay.run_once()
+    bus.publish(Event(EventTypes.USER_UPDATED, {"old": {"id": 1}}))
     registry = CollectorRegistry()
-    registry.register(FreshcacheCollector(manager=manager, relay=relay))
+    registry.register(FreshcacheCollector(manager=manager, relay=relay, bus=bus))
 
     text = generate_latest(registry).decode()
     manager_snapshot = manager.snapshot()
@@ -100,6 +115,7 @@ def test_every_metric_is_the_same_in_the_snapshot_and_in_prometheus(
         "cache": manager_snapshot.pop("cache"),
         "manager": manager_snapshot,
         "relay": relay.last_stats,
+        "events": bus.metrics.snapshot(),
     }
     families = {family.name: family for family in text_string_to_metric_families(text)}
 
@@ -126,6 +142,10 @@ def test_every_metric_is_the_same_in_the_snapshot_and_in_prometheus(
     ):
         assert at_least <= seen[key], key
     assert {"user": 1} == seen["invalidations_by_entity_type"]
+    events = snapshots["events"]
+    assert (1, 3, 3) == (events["published"], events["delivered"], events["redeliveries"] + 1)
+    assert {EventTypes.USER_UPDATED: 3} == events["handler_failures"]
+    assert (1, 3) == (events["dead_lettered"], events["lag"]["count"])
     promtool = shutil.which("promtool")
     if promtool is None:
         if REQUIRE_SERVICES:
@@ -141,7 +161,7 @@ def test_every_metric_is_the_same_in_the_snapshot_and_in_prometheus(
 
 def test_the_table_names_each_metric_once() -> None:
     """No key repeats within what one snapshot reports, and no Prometheus name repeats at all."""
-    for table in (CACHE_METRICS, MANAGER_METRICS, RELAY_METRICS):
+    for table in (CACHE_METRICS, MANAGER_METRICS, RELAY_METRICS, EVENT_METRICS):
         keys = [metric.key for metric in table]
         assert sorted(set(keys)) == sorted(keys)
     names = [metric.exposed for table in METRICS.values() for metric in table]

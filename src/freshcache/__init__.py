@@ -19,6 +19,7 @@ from freshcache._exceptions import (
     DatabaseError,
     FreshcacheError,
     InvalidEntityError,
+    InvalidEventError,
     InvalidKeyError,
     SerializationError,
     SignatureError,
@@ -106,7 +107,6 @@ from freshcache._events import (
     Event,
     EventMetrics,
     EventTypes,
-    InvalidEventError,
     invalidation_handlers,
 )
 from freshcache._sync.events.bus import EventBus

@@ -16,15 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ._exceptions import ConfigurationError, FreshcacheError
+from ._exceptions import ConfigurationError
+from ._exceptions import InvalidEventError as InvalidEventError  # its old home, still importable
+from ._metrics import EVENT_METRICS, Histogram
 
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _FIELDS = ("type", "data", "id", "occurred_at", "source")
-
-
-class InvalidEventError(FreshcacheError, ValueError):
-    """An event, or an encoded one, that breaks the rules: the message names what is wrong."""
 
 
 class EventTypes:
@@ -204,22 +202,14 @@ class DeadLetter:
 class EventMetrics:
     """What the bus and its transport count; ``snapshot()`` is JSON-ready.
 
-    Self-contained on purpose: the names and their help text are listed in ``HELP`` so
-    they can be moved into a central metric table without changing their meaning.
+    Its keys, their help text and their Prometheus names are ``EVENT_METRICS`` in the one
+    metric table (:mod:`freshcache._metrics`).
     """
 
-    HELP: ClassVar[dict[str, str]] = {
-        "published": "events handed to the transport by this process",
-        "delivered": "events delivered to this process's handlers",
-        "handler_calls": "handler calls that returned normally",
-        "handler_failures": "handler calls that raised or timed out, by event type",
-        "handler_timeouts": "handler calls that took longer than handler_timeout",
-        "redeliveries": "deliveries of an event that had been delivered before",
-        "dead_lettered": "messages given up on and moved to the dead letters",
-        "lag": "seconds between an event's occurred_at and its delivery (last, max, mean)",
-    }
+    HELP: ClassVar[dict[str, str]] = {metric.key: metric.help for metric in EVENT_METRICS}
 
     def __init__(self) -> None:
+        self.lag = Histogram()
         self.reset()
 
     def reset(self) -> None:
@@ -233,6 +223,7 @@ class EventMetrics:
         self.lag_last = 0.0
         self.lag_max = 0.0
         self.lag_sum = 0.0
+        self.lag.reset()
 
     def failed(self, event_type: str) -> None:
         self.handler_failures[event_type] = self.handler_failures.get(event_type, 0) + 1
@@ -242,6 +233,7 @@ class EventMetrics:
         self.lag_last = seconds
         self.lag_max = max(self.lag_max, seconds)
         self.lag_sum += seconds
+        self.lag.observe(seconds)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -257,6 +249,7 @@ class EventMetrics:
                 "max": self.lag_max,
                 "mean": self.lag_sum / self.delivered if self.delivered else 0.0,
             },
+            "lag": self.lag.snapshot(),
         }
 
 

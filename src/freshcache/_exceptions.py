@@ -6,6 +6,7 @@
     ├── ConfigurationError        a URL, an option or a rule that cannot work
     ├── InvalidKeyError           a key, tag, pattern or template that breaks the rules
     ├── InvalidEntityError        values that an entity's model does not have
+    ├── InvalidEventError         an event, or an encoded one, that breaks the rules
     ├── ConflictError             a write the database refused as conflicting (a unique key)
     ├── DatabaseError             any other failure of the database behind a repository
     ├── SerializationError        a value that cannot be encoded or decoded
@@ -39,6 +40,10 @@ class InvalidKeyError(FreshcacheError, ValueError):
 
 class InvalidEntityError(FreshcacheError, ValueError):
     pass
+
+
+class InvalidEventError(FreshcacheError, ValueError):
+    """An event, or an encoded one, that breaks the rules: the message names what is wrong."""
 
 
 # The database (at a repository's boundary)

@@ -181,14 +181,61 @@ RELAY_METRICS: tuple[Metric, ...] = (
         "Outbox rows that could not be read (every entry was dropped for them).",
         "freshcache_outbox_unreadable_rows",
     ),
+    Metric(
+        "relayed_events",
+        "counter",
+        "Domain events of rows left behind that the relay published.",
+        "freshcache_outbox_relayed_events",
+    ),
+    Metric(
+        "unreadable_events",
+        "counter",
+        "Domain events in outbox rows that could not be read (logged whole, not published).",
+        "freshcache_outbox_unreadable_events",
+    ),
+)
+
+EVENT_METRICS: tuple[Metric, ...] = (
+    *_counters(
+        "events",
+        {
+            "published": "Events handed to the transport by this process.",
+            "delivered": "Events delivered to this process's handlers.",
+            "handler_calls": "Handler calls that returned normally.",
+            "handler_timeouts": "Handler calls that took longer than handler_timeout.",
+            "redeliveries": "Deliveries of an event that had been delivered before.",
+            "dead_lettered": "Messages given up on and moved to the dead letters.",
+        },
+    ),
+    Metric(
+        "handler_failures",
+        "counter",
+        "Handler calls that raised or timed out, by event type.",
+        "freshcache_events_handler_failures",
+        label="event_type",
+    ),
+    Metric(
+        "lag_seconds",
+        "gauge",
+        "Seconds between the last delivered event's occurred_at and its delivery.",
+        "freshcache_events_last_lag_seconds",
+        field="last",
+    ),
+    Metric(
+        "lag",
+        "histogram",
+        "Seconds between an event's occurred_at and its delivery.",
+        "freshcache_events_lag_seconds",
+    ),
 )
 
 # By what reports them: a cache's metrics.snapshot(), a manager's snapshot() (its "cache"
-# part aside), an outbox relay's stats().
+# part aside), an outbox relay's stats(), an event bus's metrics.snapshot().
 METRICS: dict[str, tuple[Metric, ...]] = {
     "cache": CACHE_METRICS,
     "manager": MANAGER_METRICS,
     "relay": RELAY_METRICS,
+    "events": EVENT_METRICS,
 }
 
 

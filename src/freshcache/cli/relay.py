@@ -40,6 +40,13 @@ def add_parser(commands: Any) -> None:
     )
     relay.add_argument("--table", default="freshcache_outbox", help="the outbox table's name")
     relay.add_argument(
+        "--events-url",
+        default=os.environ.get("FRESHCACHE_EVENTS_URL"),
+        help="redis://... of the event stream to publish the rows' events to "
+        "(env FRESHCACHE_EVENTS_URL); without it, rows carrying events are left pending",
+    )
+    relay.add_argument("--events-namespace", default="fc", help="the event stream's namespace")
+    relay.add_argument(
         "--grace", type=float, default=5.0, help="seconds a row is left to its writer"
     )
     relay.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
@@ -65,6 +72,7 @@ def run(arguments: argparse.Namespace) -> int:
     cache = Cache.from_url(arguments.cache_url)  # checks the URL; connects at first use
     engine = _engine(arguments.database_url, table)
     manager = InvalidationManager(cache)
+    bus = _events_bus(arguments.events_url, arguments.events_namespace)
     relay = OutboxRelay(
         engine,
         manager,
@@ -72,6 +80,7 @@ def run(arguments: argparse.Namespace) -> int:
         grace=arguments.grace,
         interval=arguments.interval,
         batch_size=arguments.batch_size,
+        bus=bus,
     )
     stopping = threading.Event()
 
@@ -106,9 +115,21 @@ def run(arguments: argparse.Namespace) -> int:
             stopping.wait(arguments.interval)
         return 0
     finally:
+        if bus is not None:
+            bus.close()
         manager.close()
         cache.close()
         engine.dispose()
+
+
+def _events_bus(url: str | None, namespace: str) -> Any:
+    """A bus publishing to the Redis stream at ``url``; without one, rows carrying events wait."""
+    if not url:
+        return None
+    from freshcache import EventBus
+    from freshcache._sync.events.transports.redis_streams import RedisStreamsTransport
+
+    return EventBus(RedisStreamsTransport.from_url(url, service="relay", namespace=namespace))
 
 
 def _engine(url: str, table: Any) -> Any:

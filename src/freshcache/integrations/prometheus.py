@@ -30,7 +30,13 @@ try:
 except ImportError as exc:
     raise missing_extra(exc, "prometheus", "freshcache.integrations.prometheus") from exc
 
-from freshcache._metrics import CACHE_METRICS, MANAGER_METRICS, RELAY_METRICS, Histogram
+from freshcache._metrics import (
+    CACHE_METRICS,
+    EVENT_METRICS,
+    MANAGER_METRICS,
+    RELAY_METRICS,
+    Histogram,
+)
 from freshcache._metrics import Metric as MetricInfo
 
 __all__ = ["FreshcacheCollector"]
@@ -49,6 +55,7 @@ class FreshcacheCollector(Collector):
         manager: Any = None,
         *,
         relay: Any = None,
+        bus: Any = None,
         labels: Mapping[str, str] | None = None,
     ) -> None:
         if cache is None and manager is not None:
@@ -56,6 +63,7 @@ class FreshcacheCollector(Collector):
         self.cache = cache
         self.manager = manager
         self.relay = relay  # an outbox relay: its stats as of its last pass
+        self.bus = bus  # an event bus: what it and its transport counted
         self._label_names = list(labels or {})
         self._label_values = [str(v) for v in (labels or {}).values()]
 
@@ -72,6 +80,9 @@ class FreshcacheCollector(Collector):
             )
         if self.relay is not None and self.relay.last_stats:
             yield from self._families(RELAY_METRICS, self.relay.last_stats, None)
+        if self.bus is not None:
+            metrics = self.bus.metrics
+            yield from self._families(EVENT_METRICS, metrics.snapshot(), metrics)
 
     def _families(
         self, table: tuple[MetricInfo, ...], snapshot: Mapping[str, Any], source: Any

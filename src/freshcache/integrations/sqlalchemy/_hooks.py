@@ -8,9 +8,10 @@ methods, ``text()`` and driver SQL) is caught at the connection, where they all 
 rows it names are read before it (locked) and reported by RETURNING where the database
 has it, and whatever cannot be known row by row invalidates the type's wide tags.
 
-Before the commit the transaction's tags are written to the outbox in the same database
-transaction and, in strict mode, marked pending. After the commit they get new versions
-and the outbox row is handed to the relay for deletion. The hooks are sync code; under an
+Before the commit the transaction's tags and domain events are written to the outbox, in
+one row, in the same database transaction and, in strict mode, the tags are marked
+pending. After the commit they get new versions, the events are published, and the outbox
+row is handed to the relay for deletion. The hooks are sync code; under an
 AsyncSession they run inside SQLAlchemy's greenlet, where the async manager is awaited.
 """
 
@@ -39,10 +40,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.util import await_only
 
+from freshcache._async.events.bus import AsyncEventBus
 from freshcache._async.manager import AsyncInvalidationManager
-from freshcache._exceptions import ConfigurationError, InvalidKeyError
+from freshcache._events import Event
+from freshcache._exceptions import ConfigurationError, InvalidEventError, InvalidKeyError
 from freshcache._invalidations import PendingWrite
 from freshcache._kinds import require_kind
+from freshcache._sync.events.bus import EventBus
 from freshcache._sync.manager import InvalidationManager
 from freshcache.integrations.sqlalchemy._async.relay import AsyncOutboxRelay
 from freshcache.integrations.sqlalchemy._capture import StatementCapture, lock_for_writing
@@ -72,6 +76,14 @@ class SessionInvalidation(StatementCapture):
     :func:`outbox_table`, or None to go without one (then a crash between commit and
     invalidation is not repaired). ``relay`` deletes applied outbox rows in batches.
 
+    ``bus`` (an event bus of the manager's kind) publishes the domain events that a
+    transaction adds with :meth:`publish_in` (the repositories add theirs): written to
+    the outbox row with the tags, published after the commit, or by the relay if the
+    process dies first; none for a transaction or savepoint rolled back. The writes the
+    hooks catch without a repository (raw SQL, bulk statements, database cascades)
+    publish nothing by themselves: they are row changes, not domain facts, and are
+    invalidated all the same.
+
     SQL that changes mapped tables out of sight (a procedure, a trigger, a view) names
     the classes it changes with the execution option ``freshcache_writes=[Model, ...]``:
     their entries are all invalidated.
@@ -84,6 +96,7 @@ class SessionInvalidation(StatementCapture):
         mode: Mode = "strict",
         outbox: Table | None = None,
         relay: Any = None,
+        bus: AsyncEventBus | EventBus | None = None,
         bulk_row_limit: int = 1000,
         database_triggers: bool = False,
     ) -> None:
@@ -97,12 +110,25 @@ class SessionInvalidation(StatementCapture):
                 AsyncOutboxRelay if async_manager else OutboxRelay,
                 f"SessionInvalidation with {'an Async' if async_manager else 'an '}InvalidationManager",
             )
+        if bus is not None:
+            async_manager = isinstance(manager, AsyncInvalidationManager)
+            require_kind(
+                bus,
+                AsyncEventBus if async_manager else EventBus,
+                f"SessionInvalidation with {'an Async' if async_manager else 'an '}InvalidationManager",
+            )
+            if relay is not None and relay.bus is None:
+                raise ConfigurationError(
+                    "the hooks publish events but their relay has no bus: give the relay "
+                    "bus=... too, or events of a process that died after its commit are never published"
+                )
         if mode not in ("strict", "commit"):
             raise ConfigurationError(f"mode must be 'strict' or 'commit', not {mode!r}")
         self.manager = manager
         self.mode = mode
         self.outbox = outbox
         self.relay = relay
+        self.bus = bus
         self.bulk_row_limit = bulk_row_limit
         # With freshcache's PostgreSQL triggers installed, the application's transactions
         # say so, and the triggers leave their rows alone: these hooks cover them already.
@@ -146,6 +172,33 @@ class SessionInvalidation(StatementCapture):
         event.listen(target, "after_soft_rollback", self._after_soft_rollback)
         event.listen(target, "after_transaction_end", self._after_transaction_end)
         event.listen(target, "after_begin", self._after_begin)
+
+    def publish_in(self, session: Any, *events: Event) -> None:
+        """Publish ``events`` when ``session``'s transaction commits (a Session or an AsyncSession).
+
+        They are written to the outbox with the transaction and published after the
+        commit, at least once; a rollback of the transaction, or of the savepoint they
+        were added in, drops them.
+        """
+        if self.bus is None:
+            raise ConfigurationError("publish_in needs hooks made with bus=...")
+        for each in events:
+            if not isinstance(each, Event):
+                raise InvalidEventError(
+                    f"publish_in takes Event objects, not {type(each).__name__}"
+                )
+        session = getattr(session, "sync_session", session)
+        if not isinstance(session, Session) or not session.in_transaction():
+            raise ConfigurationError(
+                f"publish_in needs a session in a transaction, not {session!r}: "
+                "events outside one would have no commit to wait for"
+            )
+        savepoint = session.get_nested_transaction()
+        intents = self._state(session).intents
+        source = self.bus.source
+        for each in events:
+            stamped = replace(each, source=source) if source and not each.source else each
+            intents.append(_Intent(savepoint, event=stamped))
 
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         result = method(*args, **kwargs)
@@ -282,6 +335,8 @@ class SessionInvalidation(StatementCapture):
         state = session.info.pop(_INFO_KEY, None)
         if state is None or (state.pending is None and not state.committing):
             return
+        if state.committing and not state.tags:
+            return  # events alone: the outbox row, if it committed, is the relay's to publish
         try:
             if state.committing:
                 self._call(
@@ -304,6 +359,7 @@ class SessionInvalidation(StatementCapture):
         state = session.info.get(_INFO_KEY)
         if state is None or not state.intents:
             return
+        state.events = [intent.event for intent in state.intents if intent.event is not None]
         rules = self.manager.rules
         tags: dict[str, None] = {}
         for intent in state.intents:
@@ -322,12 +378,12 @@ class SessionInvalidation(StatementCapture):
                 state.changes.append(change)
             tags.update(dict.fromkeys(intent.tags))
         state.tags = tuple(tags)
-        if not state.tags:
+        if not state.tags and not state.events:
             return
         if self.outbox is not None:
             require_outbox_once(session.connection(), self.outbox)
         marking = None
-        if self.mode == "strict":
+        if self.mode == "strict" and state.tags:
             if isinstance(self.manager, AsyncInvalidationManager) and self.outbox is not None:
                 # Mark pending while the outbox row travels to the database: the two round
                 # trips overlap, and strict mode costs (almost) nothing over commit mode.
@@ -336,7 +392,11 @@ class SessionInvalidation(StatementCapture):
                 state.pending = self._call(self.manager.begin, state.tags)
         try:
             if self.outbox is not None:
-                row = outbox_row(state.tags, (change.entity_type for change in state.changes))
+                row = outbox_row(
+                    state.tags,
+                    (change.entity_type for change in state.changes),
+                    events=state.events,
+                )
                 # Core, through the session's connection: no ORM execution pipeline for it.
                 session.connection().execute(insert(self.outbox), row)
                 state.outbox_id = row["id"]
@@ -349,23 +409,39 @@ class SessionInvalidation(StatementCapture):
         if session.get_nested_transaction() is not None:
             return
         state = session.info.pop(_INFO_KEY, None)
-        if state is None or not state.tags:
+        if state is None or not (state.tags or state.events):
             return
         if self.on_committed is not None:
             self.on_committed(session)
-        try:
-            invalidation = self._call(
-                self.manager.apply_transaction,
-                state.tags,
-                changes=state.changes,
-                pending=state.pending,
-                source="transaction",
-            )
-        except Exception:
-            # Never fail a write that has committed: the outbox row stays for the relay.
-            log.exception("invalidation after commit failed; the outbox relay will apply it")
-            return
-        if invalidation.applied and state.outbox_id is not None and self.relay is not None:
+        # Never fail a write that has committed: what fails here, the outbox row keeps for
+        # the relay, which applies the tags and publishes the events again (both harmless).
+        applied = True
+        if state.tags:
+            try:
+                invalidation = self._call(
+                    self.manager.apply_transaction,
+                    state.tags,
+                    changes=state.changes,
+                    pending=state.pending,
+                    source="transaction",
+                )
+                applied = invalidation.applied
+            except Exception:
+                log.exception("invalidation after commit failed; the outbox relay will apply it")
+                applied = False
+        if state.events and self.bus is not None:
+            try:
+                self._call(self.bus.publish_many, state.events)
+            except Exception:
+                applied = False
+                log.exception(
+                    "publishing %d events after commit failed; %s",
+                    len(state.events),
+                    "the outbox relay will publish them"
+                    if state.outbox_id is not None
+                    else "they are lost (no outbox)",
+                )
+        if applied and state.outbox_id is not None and self.relay is not None:
             self.relay.applied(state.outbox_id)
 
 

@@ -308,6 +308,11 @@ def check_tag_scheme(scheme: TagScheme, rules: Iterable[Rules], reader: str) -> 
 
 def writers_of(sessions: Any) -> list[Rules]:
     """The rules of each SessionInvalidation installed on a session factory (none: an empty list)."""
+    return [hooks.manager.rules for hooks in hooks_of(sessions)]
+
+
+def hooks_of(sessions: Any) -> list[Any]:
+    """Each SessionInvalidation installed on a session factory."""
     from freshcache.integrations.sqlalchemy._hooks import SessionInvalidation
 
     # The hooks listen on the factory's session class; a session made (not begun: no I/O)
@@ -315,4 +320,4 @@ def writers_of(sessions: Any) -> list[Rules]:
     session = sessions()
     dispatch = getattr(session, "sync_session", session).dispatch
     found = [getattr(listener, "__self__", None) for listener in dispatch.after_commit]
-    return [hooks.manager.rules for hooks in found if isinstance(hooks, SessionInvalidation)]
+    return [hooks for hooks in found if isinstance(hooks, SessionInvalidation)]

@@ -1,9 +1,11 @@
 """The transactional outbox: what a committed write still has to invalidate.
 
-A write transaction inserts one row with its tags, in the same database transaction as
-its data. After the commit the tags are invalidated and the row is deleted in a batch,
-off the write's path; a row still there after a grace period (the process died, or the
-cache was down) is applied by the relay.
+A write transaction inserts one row with its tags and its domain events, in the same
+database transaction as its data. After the commit the tags are invalidated, the events
+published, and the row is deleted in a batch, off the write's path; a row still there
+after a grace period (the process died, the cache or the bus was down) is applied by the
+relay. So a rolled-back transaction publishes nothing, and a committed one's events are
+published at least once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -31,7 +33,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from freshcache._entries import new_token
-from freshcache._exceptions import ConfigurationError, InvalidKeyError
+from freshcache._events import Event, EventTypes
+from freshcache._exceptions import ConfigurationError, InvalidEventError, InvalidKeyError
 from freshcache._keys import validate_tag
 from freshcache.integrations.sqlalchemy._errors import reason_of
 
@@ -55,6 +58,8 @@ def outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE) -> Table:
         Column("tags", Text, nullable=False),  # a JSON list
         Column("entity_types", Text, nullable=False, default="[]"),
         Column("source", String(32), nullable=False, default="application"),
+        # A JSON list of the transaction's events (Event.as_dict), or NULL for none.
+        Column("events", Text, nullable=True),
     )
     Index(f"ix_{name}_created_at", table.c.created_at)
     return table
@@ -62,7 +67,21 @@ def outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE) -> Table:
 
 def require_outbox(connection: Connection, table: Table) -> None:
     """Raise ConfigurationError, saying how to create it, when ``table`` is not in the database."""
-    if inspect(connection).has_table(table.name, schema=table.schema):
+    inspector = inspect(connection)
+    if inspector.has_table(table.name, schema=table.schema):
+        present = {column["name"] for column in inspector.get_columns(table.name, table.schema)}
+        missing = [column for column in table.columns if column.name not in present]
+        if missing:
+            # An outbox made before events were added to it: one column to add.
+            alter = ";\n".join(
+                f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                f"{column.type.compile(dialect=connection.dialect)}"
+                for column in missing
+            )
+            raise ConfigurationError(
+                f"the outbox table {table.name!r} lacks the columns "
+                f"{', '.join(column.name for column in missing)}: migrate it with\n{alter};"
+            )
         return
     statements: list[ExecutableDDLElement] = [CreateTable(table)]
     statements.extend(CreateIndex(index) for index in table.indexes)
@@ -105,7 +124,10 @@ def retry_delay(delay: float) -> float:
 
 
 def outbox_row(
-    tags: Iterable[str], entity_types: Iterable[str], source: str = "transaction"
+    tags: Iterable[str],
+    entity_types: Iterable[str],
+    source: str = "transaction",
+    events: Sequence[Event] = (),
 ) -> dict[str, Any]:
     return {
         "id": new_token(),
@@ -113,7 +135,41 @@ def outbox_row(
         "tags": json.dumps(list(tags)),
         "entity_types": json.dumps(sorted(set(entity_types))),
         "source": source,
+        "events": json.dumps([event.as_dict() for event in events], separators=(",", ":"))
+        if events
+        else None,
     }
+
+
+def events_of_rows(rows: Iterable[Any]) -> tuple[list[Event], int]:
+    """The events the rows carry, in order, and how many could not be read.
+
+    Their types were known to the process that wrote them: one this process has not
+    registered is registered, not refused, so that the relay publishes what any writer
+    committed. An event that cannot be read is logged whole, since no one can publish it.
+    """
+    events: list[Event] = []
+    unreadable = 0
+    for row in rows:
+        if row.events is None:
+            continue
+        try:
+            listed = json.loads(row.events)
+            if not isinstance(listed, list):
+                raise ValueError("not a list")
+        except ValueError:
+            listed = [row.events]
+        for fields in listed:
+            try:
+                if not isinstance(fields, dict):
+                    raise InvalidEventError(f"not an object but {fields!r}")
+                EventTypes.register(fields.get("type"))  # type: ignore[arg-type]
+                # Every field, as a transport would decode it: none made up here.
+                events.append(Event.from_json(json.dumps(fields)))
+            except InvalidEventError as exc:
+                unreadable += 1
+                log.error("outbox row %s: an event cannot be read (%s): %r", row.id, exc, fields)
+    return events, unreadable
 
 
 def tags_of_rows(rows: Iterable[Any]) -> tuple[list[str], int, int]:

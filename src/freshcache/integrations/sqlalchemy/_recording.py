@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.dml import UpdateBase
 
 from freshcache._async.manager import AsyncInvalidationManager
+from freshcache._events import Event
 from freshcache._invalidations import EntityChange, PendingWrite
 from freshcache._sync.manager import InvalidationManager
 from freshcache.integrations.sqlalchemy._models import (
@@ -36,6 +37,7 @@ class _Intent:
     savepoint: SessionTransaction | None
     change: EntityChange | None = None
     tags: tuple[str, ...] = ()
+    event: Event | None = None  # to publish after the commit, dropped with its savepoint
 
 
 @dataclass
@@ -43,6 +45,7 @@ class _Transaction:
     intents: list[_Intent] = field(default_factory=list)
     tags: tuple[str, ...] = ()
     changes: list[EntityChange] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     pending: PendingWrite | None = None
     outbox_id: str | None = None
     committing: bool = False  # before_commit finished: from here the outcome may be unknown

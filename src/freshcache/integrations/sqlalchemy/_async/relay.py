@@ -5,7 +5,11 @@ invalidation did not happen (its process died between commit and invalidation) o
 not succeed (the cache was down). The relay claims such rows (``FOR UPDATE SKIP LOCKED``
 on PostgreSQL, so several relays share the work), invalidates their tags in one
 operation, and deletes them in the same transaction; if the invalidation fails the rows
-stay. Applying a row twice is harmless: a tag invalidated twice is invalidated.
+stay. A row's domain events are published by the relay's ``bus`` in the same claim,
+before the rows are deleted: if publishing fails the rows stay too. Applying a row twice
+is harmless: a tag invalidated twice is invalidated, and an event published twice keeps
+its id, so consumers (the invalidation handlers, for one) recognise the redelivery.
+A relay without a bus leaves rows that carry events to one that has a bus.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from typing import Any
 from sqlalchemy import Table, delete, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from freshcache._async.events.bus import AsyncEventBus
 from freshcache._async.manager import AsyncInvalidationManager
 from freshcache._exceptions import ConfigurationError, FreshcacheError
 from freshcache._kinds import require_kind
 from freshcache._synchronization import AsyncBackgroundTask, AsyncEvent
 from freshcache.integrations.sqlalchemy._errors import reason_of
 from freshcache.integrations.sqlalchemy._orm import AsyncEngine
-from freshcache.integrations.sqlalchemy._outbox import retry_delay, tags_of_rows
+from freshcache.integrations.sqlalchemy._outbox import events_of_rows, retry_delay, tags_of_rows
 
 log = logging.getLogger("freshcache")
 
@@ -45,9 +50,12 @@ class AsyncOutboxRelay:
         grace: float = 5.0,
         interval: float = 0.5,
         batch_size: int = 1000,
+        bus: AsyncEventBus | None = None,
     ) -> None:
         require_kind(engine, AsyncEngine, "AsyncOutboxRelay")
         require_kind(manager, AsyncInvalidationManager, "AsyncOutboxRelay")
+        if bus is not None:
+            require_kind(bus, AsyncEventBus, "AsyncOutboxRelay")
         if not grace >= 0 or not interval > 0 or batch_size < 1:
             raise ConfigurationError(
                 f"relay needs grace >= 0, interval > 0 and batch_size >= 1 (got {grace}, {interval}, {batch_size})"
@@ -58,7 +66,10 @@ class AsyncOutboxRelay:
         self.grace = grace
         self.interval = interval
         self.batch_size = batch_size
+        self.bus = bus
         self.relayed_rows = 0
+        self.relayed_events = 0
+        self.unreadable_events = 0
         self.deleted_rows = 0
         self.failed_runs = 0
         self.invalid_tags = 0
@@ -139,12 +150,14 @@ class AsyncOutboxRelay:
         """Claim one batch of rows older than the grace period, invalidate, delete; how many."""
         table = self.table
         query = (
-            select(table.c.id, table.c.tags)
+            select(table.c.id, table.c.tags, table.c.events)
             # A trigger's row has no writer applying it: it need not wait out the grace.
             .where(or_(table.c.created_at < time.time() - self.grace, table.c.source == "trigger"))
             .order_by(table.c.created_at)
             .limit(self.batch_size)
         )
+        if self.bus is None:
+            query = query.where(table.c.events.is_(None))
         if self._skip_locked:
             query = query.with_for_update(skip_locked=True)
         try:
@@ -164,12 +177,18 @@ class AsyncOutboxRelay:
                     )
                 if not invalidation.applied:
                     raise _Unapplied
+                events, unreadable_events = events_of_rows(rows)
+                if events:
+                    assert self.bus is not None  # the query leaves rows with events otherwise
+                    await self.bus.publish_many(events)
                 await connection.execute(
                     delete(table).where(table.c.id.in_([row.id for row in rows]))
                 )
         except _Unapplied:
             return 0
         self.relayed_rows += len(rows)
+        self.relayed_events += len(events)
+        self.unreadable_events += unreadable_events
         return len(rows)
 
     def _report_bad_rows(self, invalid: int, unreadable: int) -> None:
@@ -195,6 +214,8 @@ class AsyncOutboxRelay:
             "outbox_pending": count,
             "relay_lag_seconds": 0.0 if oldest is None else max(0.0, time.time() - oldest),
             "relayed_rows": self.relayed_rows,
+            "relayed_events": self.relayed_events,
+            "unreadable_events": self.unreadable_events,
             "deleted_rows": self.deleted_rows,
             "failed_runs": self.failed_runs,
             "invalid_tags": self.invalid_tags,

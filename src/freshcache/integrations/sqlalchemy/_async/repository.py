@@ -3,6 +3,9 @@
 Reads are cached (``get`` by id, ``list`` under the tags of its filters); writes go
 through sessions whose hooks invalidate after commit, so a repository built on this one
 gets correct invalidation for free, as does any code writing through the same sessions.
+When those hooks have an event bus, each write also publishes its domain event
+(``user.created``, ``user.updated`` with old values and changed fields, ``user.deleted``)
+through the hooks' outbox, in the write's own transaction.
 """
 
 from __future__ import annotations
@@ -17,16 +20,20 @@ from typing import Any, ClassVar, Generic, TypeVar
 from sqlalchemy import select
 
 from freshcache._async.cache import AsyncCache
+from freshcache._events import Event
 from freshcache._exceptions import ConfigurationError, InvalidEntityError
 from freshcache._keys import Template
 from freshcache._kinds import require_kind
 from freshcache._rules import Rules
+from freshcache.integrations.sqlalchemy import _domain_events as domain_events
+from freshcache.integrations.sqlalchemy._domain_events import register_entity_events
 from freshcache.integrations.sqlalchemy._errors import database_errors
 from freshcache.integrations.sqlalchemy._models import (
     check_tag_scheme,
     column_keys,
     column_value,
     entity_type_of,
+    hooks_of,
     mapper_of,
     tag_scheme,
     values_of,
@@ -82,6 +89,10 @@ class AsyncBaseRepository(Generic[M]):
         self._bulk_tag = scheme.bulk
         # A list filtered by one foreign key is cached under the parent's list tag.
         self._list_tags = {key: Template(text, kind="tag") for key, text in scheme.lists.items()}
+        # The hooks on these sessions that publish events: each write adds its event to them.
+        self._publishers = [hooks for hooks in hooks_of(sessions) if hooks.bus is not None]
+        if self._publishers:
+            register_entity_events(self.entity_type)
 
     # Reads
 
@@ -197,6 +208,8 @@ class AsyncBaseRepository(Generic[M]):
             session.add(instance)
             await session.flush()
             stored = values_of(instance)
+            if self._publishers:
+                self._publish(session, domain_events.created(self.entity_type, stored))
         return self._instance(stored)
 
     async def update(self, id: Any, /, **changes: Any) -> M | None:
@@ -216,10 +229,13 @@ class AsyncBaseRepository(Generic[M]):
             )
             if instance is None:
                 return None
+            before = values_of(instance) if self._publishers else {}
             for key, value in changes.items():
                 setattr(instance, key, value)
             await session.flush()
             stored = values_of(instance)
+            if self._publishers:
+                self._publish(session, domain_events.updated(self.entity_type, before, stored))
         return self._instance(stored)
 
     async def delete(self, id: Any) -> bool:
@@ -231,5 +247,12 @@ class AsyncBaseRepository(Generic[M]):
             )
             if instance is None:
                 return False
+            if self._publishers:
+                self._publish(session, domain_events.deleted(self.entity_type, values_of(instance)))
             await session.delete(instance)
         return True
+
+    def _publish(self, session: AsyncSession, event: Event | None) -> None:
+        if event is not None:
+            for hooks in self._publishers:
+                hooks.publish_in(session, event)
