@@ -32,6 +32,7 @@ except ImportError as exc:
 
 from freshcache._metrics import CACHE_METRICS, MANAGER_METRICS, RELAY_METRICS, Histogram
 from freshcache._metrics import Metric as MetricInfo
+from freshcache._relays import RelayStats
 
 __all__ = ["FreshcacheCollector"]
 
@@ -48,7 +49,7 @@ class FreshcacheCollector(Collector):
         cache: Any = None,
         manager: Any = None,
         *,
-        relay: Any = None,
+        relay: RelayStats | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> None:
         if cache is None and manager is not None:

@@ -40,9 +40,10 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.util import await_only
 
 from freshcache._async.manager import AsyncInvalidationManager
-from freshcache._exceptions import ConfigurationError, InvalidKeyError
+from freshcache._exceptions import ConfigurationError
 from freshcache._invalidations import PendingWrite
 from freshcache._kinds import require_kind
+from freshcache._relays import AppliedRows
 from freshcache._sync.manager import InvalidationManager
 from freshcache.integrations.sqlalchemy._async.relay import AsyncOutboxRelay
 from freshcache.integrations.sqlalchemy._capture import StatementCapture, lock_for_writing
@@ -83,7 +84,7 @@ class SessionInvalidation(StatementCapture):
         *,
         mode: Mode = "strict",
         outbox: Table | None = None,
-        relay: Any = None,
+        relay: AppliedRows | None = None,
         bulk_row_limit: int = 1000,
         database_triggers: bool = False,
     ) -> None:
@@ -308,18 +309,9 @@ class SessionInvalidation(StatementCapture):
         tags: dict[str, None] = {}
         for intent in state.intents:
             if intent.change is not None:
-                change = intent.change
-                try:
-                    formatted = rules.tags_for(
-                        change.entity_type, new=change.new, old=change.old, changed=change.changed
-                    )
-                except InvalidKeyError:
-                    # A value the rules need is missing (a row gone before its old values
-                    # could be read): never fail the write for it; invalidate the whole type.
-                    log.warning("invalidating every %s: %s", change.entity_type, change)
-                    formatted = self._wide_tags(change.entity_type)
+                formatted = rules.tags_for_changes([intent.change], unfillable=self._unfillable)
                 tags.update(dict.fromkeys(formatted))
-                state.changes.append(change)
+                state.changes.append(intent.change)
             tags.update(dict.fromkeys(intent.tags))
         state.tags = tuple(tags)
         if not state.tags:
