@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.util import await_only
 
 from freshcache import AsyncCache, AsyncInvalidationManager, ConfigurationError, InvalidEntityError
 from freshcache.integrations.sqlalchemy import (
@@ -206,7 +208,10 @@ async def test_strict_mode_holds_tags_pending_until_invalidated(stack: Stack) ->
     seen: list[Any] = []
 
     def between(session: Any) -> None:
-        seen.append(stack.cache.backend._versions.get(f"user:{ada.id}"))  # type: ignore[attr-defined]
+        tag = f"user:{ada.id}"
+        versions = stack.cache.backend.tag_versions([tag])
+        # A hook is sync code; under an AsyncSession it runs in SQLAlchemy's greenlet.
+        seen.append((await_only(versions) if inspect.isawaitable(versions) else versions)[tag])
 
     stack.hooks.on_committed = between
     await stack.users.update(ada.id, name="Ada L.")

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.util import await_only
 
 from freshcache import Cache, InvalidationManager, ConfigurationError, InvalidEntityError
 from freshcache.integrations.sqlalchemy import (
@@ -207,7 +209,10 @@ def test_strict_mode_holds_tags_pending_until_invalidated(stack: Stack) -> None:
     seen: list[Any] = []
 
     def between(session: Any) -> None:
-        seen.append(stack.cache.backend._versions.get(f"user:{ada.id}"))  # type: ignore[attr-defined]
+        tag = f"user:{ada.id}"
+        versions = stack.cache.backend.tag_versions([tag])
+        # A hook is sync code; under an Session it runs in SQLAlchemy's greenlet.
+        seen.append((await_only(versions) if inspect.isawaitable(versions) else versions)[tag])
 
     stack.hooks.on_committed = between
     stack.users.update(ada.id, name="Ada L.")
