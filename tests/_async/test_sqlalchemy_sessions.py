@@ -15,8 +15,8 @@ from freshcache.integrations.sqlalchemy import (
     SessionInvalidation,
     rules_from_models,
 )
-from freshcache.integrations.sqlalchemy._hooks import _INFO_KEY
 from freshcache.integrations.sqlalchemy._orm import async_sessionmaker
+from freshcache.integrations.sqlalchemy._recording import _INFO_KEY
 
 from ..databases import Database
 from ..integrations.models import MODELS, Challenge, Evaluation, User
