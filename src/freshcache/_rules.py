@@ -10,86 +10,17 @@ to its parent: an evaluation of challenge 7 touches challenge 7's tags.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, overload
 
 from ._exceptions import ConfigurationError, InvalidKeyError
-from ._keys import ENCODED_TYPES, Template, encodes, parse_text
+from ._invalidations import EntityChange
+from ._keys import Template, parse_text
+from ._rule_checks import check_entity, check_fields, check_known
+from ._rule_types import Relation, Rule
 
-_ENTITY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """``entity``'s changes (of ``fields``, or any when None) touch ``tags``."""
-
-    entity: str
-    tags: tuple[Template, ...]
-    fields: frozenset[str] | None = None
-    # Derived from a model (rules_from_models) rather than written: the same rule written
-    # as well is one rule, whichever came first.
-    derived: bool = field(default=False, compare=False)
-
-    @property
-    def texts(self) -> frozenset[str]:
-        return frozenset(template.text for template in self.tags)
-
-    def fires(self, changed: frozenset[str] | None) -> bool:
-        return self.fields is None or changed is None or not self.fields.isdisjoint(changed)
-
-
-@dataclass(frozen=True)
-class Relation:
-    """A change of ``child`` touches the tags that name its ``parent``, read from the child by ``keys``."""
-
-    child: str
-    parent: str
-    keys: tuple[tuple[str, str], ...]  # (parent field, child field)
-    fields: frozenset[str] | None = None
-    derived: bool = field(default=False, compare=False)
-
-    def fires(self, changed: frozenset[str] | None) -> bool:
-        return self.fields is None or changed is None or not self.fields.isdisjoint(changed)
-
-    def parent_values(self, child_values: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The parent's fields from the child's values; None if the child has no parent (a null key)."""
-        values = {}
-        for parent_field, child_field in self.keys:
-            value = child_values.get(child_field)
-            if value is None:
-                return None
-            values[parent_field] = value
-        return values
-
-
-def _check_entity(name: object) -> str:
-    if not isinstance(name, str) or _ENTITY_NAME.fullmatch(name) is None:
-        raise ConfigurationError(
-            f"entity type must be a name such as 'user' or 'billing.invoice', not {name!r}"
-        )
-    return name
-
-
-def _check_fields(fields: Iterable[str] | None, what: str) -> frozenset[str] | None:
-    if fields is None:
-        return None
-    if isinstance(fields, str):
-        raise ConfigurationError(
-            f"{what}: fields must be a collection of names, not the string {fields!r}"
-        )
-    names = frozenset(fields)
-    if not names:
-        raise ConfigurationError(
-            f"{what}: fields must name at least one field (or be None for any change)"
-        )
-    bad = sorted(name for name in names if not (isinstance(name, str) and name.isidentifier()))
-    if bad:
-        raise ConfigurationError(
-            f"{what}: fields must be identifiers, not {', '.join(map(repr, bad))}"
-        )
-    return names
+__all__ = ["Relation", "Rule", "Rules"]
 
 
 class Rules:
@@ -111,8 +42,8 @@ class Rules:
         Given as ``{name: type}``, a placeholder on a field whose values cannot go into a
         tag (a JSON column's dict) is refused too, here rather than at the first commit.
         """
-        entity_type = _check_entity(entity_type)
-        declared = _check_fields(names, f"columns of {entity_type}")
+        entity_type = check_entity(entity_type)
+        declared = check_fields(names, f"columns of {entity_type}")
         assert declared is not None
         if isinstance(names, Mapping):
             self._types[entity_type] = {k: v for k, v in names.items() if v is not None}
@@ -151,7 +82,7 @@ class Rules:
         *,
         derived: bool,
     ) -> Rules:
-        entity_type = _check_entity(entity_type)
+        entity_type = check_entity(entity_type)
         if isinstance(tags, str):
             raise ConfigurationError(
                 f"rule for {entity_type}: tags must be a list, not the string {tags!r}"
@@ -162,7 +93,7 @@ class Rules:
             raise ConfigurationError(f"rule for {entity_type}: {exc}") from None
         if not templates:
             raise ConfigurationError(f"rule for {entity_type}: give at least one tag")
-        field_set = _check_fields(fields, f"rule for {entity_type}")
+        field_set = check_fields(fields, f"rule for {entity_type}")
         self._check_known(entity_type, templates, field_set)
         rule = Rule(entity_type, templates, field_set, derived)
         existing = self._rules.setdefault(entity_type, [])
@@ -203,7 +134,7 @@ class Rules:
         *,
         derived: bool,
     ) -> Rules:
-        child, parent = _check_entity(child), _check_entity(parent)
+        child, parent = check_entity(child), check_entity(parent)
         if not keys or not isinstance(keys, Mapping):
             raise ConfigurationError(
                 f"relation {child} -> {parent}: keys maps the parent's fields to the child's, e.g. {{'id': '{parent}_id'}}"
@@ -214,7 +145,7 @@ class Rules:
                 raise ConfigurationError(
                     f"relation {child} -> {parent}: keys must be field names, not {keys!r}"
                 )
-        field_set = _check_fields(fields, f"relation {child} -> {parent}")
+        field_set = check_fields(fields, f"relation {child} -> {parent}")
         self._check_known(child, (), frozenset(c for _, c in pairs) | (field_set or frozenset()))
         if parent in self._columns:
             missing = {p for p, _ in pairs} - self._columns[parent]
@@ -255,25 +186,8 @@ class Rules:
     def _check_known(
         self, entity_type: str, templates: Iterable[Template], fields: frozenset[str] | None
     ) -> None:
-        known = self._columns.get(entity_type)
-        if known is None:
-            return
-        used = {name for template in templates for name in template.fields} | (
-            fields or frozenset()
-        )
-        unknown = used - known
-        if unknown:
-            raise ConfigurationError(
-                f"{entity_type} has no field {', '.join(sorted(unknown))}; its fields are {', '.join(sorted(known))}"
-            )
-        types = self._types.get(entity_type, {})
-        for template in templates:
-            for name in template.fields:
-                if name in types and not encodes(types[name]):
-                    raise ConfigurationError(
-                        f"{entity_type}: tag {template.text!r} formats {name}, a field of "
-                        f"type {types[name].__name__}; placeholders take {ENCODED_TYPES}"
-                    )
+        known, types = self._columns.get(entity_type), self._types.get(entity_type, {})
+        check_known(entity_type, templates, fields, known, types)
 
     # Questions
 
@@ -349,6 +263,33 @@ class Rules:
                 if parent_values is None:
                     continue
                 tags.update(dict.fromkeys(self._parent_tags(relation, parent_values)))
+        return tuple(tags)
+
+    def tags_for_changes(
+        self,
+        changes: Iterable[EntityChange],
+        *,
+        unfillable: Callable[[EntityChange], Iterable[str]] | None = None,
+    ) -> tuple[str, ...]:
+        """The tags several changes touch, each once, in the order they are first touched.
+
+        A change whose values cannot fill its tags (a field missing, a text that is not of
+        its field's type) raises InvalidKeyError, unless ``unfillable`` is given: then its
+        tags are the ones ``unfillable(change)`` gives.
+        """
+        tags: dict[str, None] = {}
+        for change in changes:
+            try:
+                found = tuple(
+                    self.tags_for(
+                        change.entity_type, new=change.new, old=change.old, changed=change.changed
+                    )
+                )
+            except InvalidKeyError:
+                if unfillable is None:
+                    raise
+                found = tuple(unfillable(change))
+            tags.update(dict.fromkeys(found))
         return tuple(tags)
 
     def _parent_tags(self, relation: Relation, parent_values: Mapping[str, Any]) -> list[str]:

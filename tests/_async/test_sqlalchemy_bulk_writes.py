@@ -12,65 +12,25 @@ from sqlalchemy.orm import defer, make_transient_to_detached
 
 from freshcache import AsyncCache, AsyncInvalidationManager, ConfigurationError
 from freshcache.integrations.sqlalchemy import (
-    AsyncBaseRepository,
-    AsyncOutboxRelay,
     SessionInvalidation,
-    outbox_table,
     rules_from_models,
 )
-from freshcache.integrations.sqlalchemy._orm import AsyncSession, async_sessionmaker
+from freshcache.integrations.sqlalchemy._orm import async_sessionmaker
 
 from ..databases import Database
-from ..integrations.models import MODELS, Base, Challenge, User
+from ..integrations.models import MODELS, Challenge, User
 from ..integrations.support import async_create_tables
 from ..integrations.writes import async_write_sync
+from .hooked_sessions import Stack, Users, hooked_stack
 
-OUTBOX = outbox_table(Base.metadata)
 USERS = User.__table__
 CHALLENGES = Challenge.__table__
 
 
-class Users(AsyncBaseRepository[User]):
-    model = User
-
-
-class Challenges(AsyncBaseRepository[Challenge]):
-    model = Challenge
-
-
-@dataclass
-class Stack:
-    cache: AsyncCache
-    hooks: SessionInvalidation
-    sessions: async_sessionmaker[AsyncSession]
-    users: Users
-    challenges: Challenges
-    engine: Any
-    database: Database
-
-
 @pytest.fixture(params=["strict", "commit"])
 async def stack(request: pytest.FixtureRequest, database: Database) -> AsyncIterator[Stack]:
-    engine = database.async_engine()
-    await async_create_tables(engine)
-    cache = AsyncCache.from_url("memory://")
-    manager = AsyncInvalidationManager(cache, rules_from_models(MODELS))
-    relay = AsyncOutboxRelay(engine, manager, OUTBOX, grace=60, interval=0.05)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    hooks = SessionInvalidation(manager, mode=request.param, outbox=OUTBOX, relay=relay)
-    hooks.install(sessions)
-    yield Stack(
-        cache,
-        hooks,
-        sessions,
-        Users(sessions, cache),
-        Challenges(sessions, cache),
-        engine,
-        database,
-    )
-    await relay.aclose()
-    await manager.aclose()
-    await engine.dispose()
+    async with hooked_stack(database, request.param, rules_from_models(MODELS)) as stack:
+        yield stack
 
 
 @dataclass

@@ -2,75 +2,36 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.util import await_only
 
 from freshcache import AsyncCache, AsyncInvalidationManager, ConfigurationError, InvalidEntityError
 from freshcache.integrations.sqlalchemy import (
-    AsyncBaseRepository,
-    AsyncOutboxRelay,
     SessionInvalidation,
-    outbox_table,
     rules_from_models,
 )
-from freshcache.integrations.sqlalchemy._hooks import _INFO_KEY
-from freshcache.integrations.sqlalchemy._orm import AsyncSession, async_sessionmaker
+from freshcache.integrations.sqlalchemy._orm import async_sessionmaker
+from freshcache.integrations.sqlalchemy._recording import _INFO_KEY
 
 from ..databases import Database
-from ..integrations.models import MODELS, Base, Challenge, Evaluation, User
-from ..integrations.support import async_count_rows, async_create_tables, async_event_target
-
-OUTBOX = outbox_table(Base.metadata)
-
-
-class Users(AsyncBaseRepository[User]):
-    model = User
-
-
-class Challenges(AsyncBaseRepository[Challenge]):
-    model = Challenge
-
-
-@dataclass
-class Stack:
-    cache: AsyncCache
-    manager: AsyncInvalidationManager
-    hooks: SessionInvalidation
-    relay: AsyncOutboxRelay
-    sessions: async_sessionmaker[AsyncSession]
-    users: Users
-    challenges: Challenges
-    engine: Any
+from ..integrations.models import MODELS, Challenge, Evaluation, User
+from ..integrations.support import async_count_rows, async_event_target
+from .hooked_sessions import OUTBOX, Stack, hooked_stack
 
 
 @pytest.fixture(params=["strict", "commit"])
 async def stack(request: pytest.FixtureRequest, database: Database) -> AsyncIterator[Stack]:
-    engine = database.async_engine()
-    await async_create_tables(engine)
-    cache = AsyncCache.from_url("memory://")
-    rules = rules_from_models(MODELS).entity("user", tags=["leaderboard"], fields={"score"})
-    manager = AsyncInvalidationManager(cache, rules)
-    relay = AsyncOutboxRelay(engine, manager, OUTBOX, grace=60, interval=0.05)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    hooks = SessionInvalidation(manager, mode=request.param, outbox=OUTBOX, relay=relay)
-    hooks.install(sessions)
-    yield Stack(
-        cache,
-        manager,
-        hooks,
-        relay,
-        sessions,
-        Users(sessions, cache),
-        Challenges(sessions, cache),
-        engine,
-    )
-    await relay.aclose()
-    await manager.aclose()
-    await engine.dispose()
+    async with hooked_stack(
+        database,
+        request.param,
+        rules_from_models(MODELS).entity("user", tags=["leaderboard"], fields={"score"}),
+    ) as stack:
+        yield stack
 
 
 async def test_insert_invalidates_a_cached_not_found(stack: Stack) -> None:
@@ -247,7 +208,10 @@ async def test_strict_mode_holds_tags_pending_until_invalidated(stack: Stack) ->
     seen: list[Any] = []
 
     def between(session: Any) -> None:
-        seen.append(stack.cache.backend._versions.get(f"user:{ada.id}"))  # type: ignore[attr-defined]
+        tag = f"user:{ada.id}"
+        versions = stack.cache.backend.tag_versions([tag])
+        # A hook is sync code; under an AsyncSession it runs in SQLAlchemy's greenlet.
+        seen.append((await_only(versions) if inspect.isawaitable(versions) else versions)[tag])
 
     stack.hooks.on_committed = between
     await stack.users.update(ada.id, name="Ada L.")

@@ -13,65 +13,25 @@ from sqlalchemy.orm import defer, make_transient_to_detached
 
 from freshcache import Cache, InvalidationManager, ConfigurationError
 from freshcache.integrations.sqlalchemy import (
-    BaseRepository,
-    OutboxRelay,
     SessionInvalidation,
-    outbox_table,
     rules_from_models,
 )
-from freshcache.integrations.sqlalchemy._orm import Session, sessionmaker
+from freshcache.integrations.sqlalchemy._orm import sessionmaker
 
 from ..databases import Database
-from ..integrations.models import MODELS, Base, Challenge, User
+from ..integrations.models import MODELS, Challenge, User
 from ..integrations.support import create_tables
 from ..integrations.writes import write_sync
+from .hooked_sessions import Stack, Users, hooked_stack
 
-OUTBOX = outbox_table(Base.metadata)
 USERS = User.__table__
 CHALLENGES = Challenge.__table__
 
 
-class Users(BaseRepository[User]):
-    model = User
-
-
-class Challenges(BaseRepository[Challenge]):
-    model = Challenge
-
-
-@dataclass
-class Stack:
-    cache: Cache
-    hooks: SessionInvalidation
-    sessions: sessionmaker[Session]
-    users: Users
-    challenges: Challenges
-    engine: Any
-    database: Database
-
-
 @pytest.fixture(params=["strict", "commit"])
 def stack(request: pytest.FixtureRequest, database: Database) -> Iterator[Stack]:
-    engine = database.engine()
-    create_tables(engine)
-    cache = Cache.from_url("memory://")
-    manager = InvalidationManager(cache, rules_from_models(MODELS))
-    relay = OutboxRelay(engine, manager, OUTBOX, grace=60, interval=0.05)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    hooks = SessionInvalidation(manager, mode=request.param, outbox=OUTBOX, relay=relay)
-    hooks.install(sessions)
-    yield Stack(
-        cache,
-        hooks,
-        sessions,
-        Users(sessions, cache),
-        Challenges(sessions, cache),
-        engine,
-        database,
-    )
-    relay.close()
-    manager.close()
-    engine.dispose()
+    with hooked_stack(database, request.param, rules_from_models(MODELS)) as stack:
+        yield stack
 
 
 @dataclass

@@ -3,75 +3,36 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.util import await_only
 
 from freshcache import Cache, InvalidationManager, ConfigurationError, InvalidEntityError
 from freshcache.integrations.sqlalchemy import (
-    BaseRepository,
-    OutboxRelay,
     SessionInvalidation,
-    outbox_table,
     rules_from_models,
 )
-from freshcache.integrations.sqlalchemy._hooks import _INFO_KEY
-from freshcache.integrations.sqlalchemy._orm import Session, sessionmaker
+from freshcache.integrations.sqlalchemy._orm import sessionmaker
+from freshcache.integrations.sqlalchemy._recording import _INFO_KEY
 
 from ..databases import Database
-from ..integrations.models import MODELS, Base, Challenge, Evaluation, User
-from ..integrations.support import count_rows, create_tables, event_target
-
-OUTBOX = outbox_table(Base.metadata)
-
-
-class Users(BaseRepository[User]):
-    model = User
-
-
-class Challenges(BaseRepository[Challenge]):
-    model = Challenge
-
-
-@dataclass
-class Stack:
-    cache: Cache
-    manager: InvalidationManager
-    hooks: SessionInvalidation
-    relay: OutboxRelay
-    sessions: sessionmaker[Session]
-    users: Users
-    challenges: Challenges
-    engine: Any
+from ..integrations.models import MODELS, Challenge, Evaluation, User
+from ..integrations.support import count_rows, event_target
+from .hooked_sessions import OUTBOX, Stack, hooked_stack
 
 
 @pytest.fixture(params=["strict", "commit"])
 def stack(request: pytest.FixtureRequest, database: Database) -> Iterator[Stack]:
-    engine = database.engine()
-    create_tables(engine)
-    cache = Cache.from_url("memory://")
-    rules = rules_from_models(MODELS).entity("user", tags=["leaderboard"], fields={"score"})
-    manager = InvalidationManager(cache, rules)
-    relay = OutboxRelay(engine, manager, OUTBOX, grace=60, interval=0.05)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    hooks = SessionInvalidation(manager, mode=request.param, outbox=OUTBOX, relay=relay)
-    hooks.install(sessions)
-    yield Stack(
-        cache,
-        manager,
-        hooks,
-        relay,
-        sessions,
-        Users(sessions, cache),
-        Challenges(sessions, cache),
-        engine,
-    )
-    relay.close()
-    manager.close()
-    engine.dispose()
+    with hooked_stack(
+        database,
+        request.param,
+        rules_from_models(MODELS).entity("user", tags=["leaderboard"], fields={"score"}),
+    ) as stack:
+        yield stack
 
 
 def test_insert_invalidates_a_cached_not_found(stack: Stack) -> None:
@@ -248,7 +209,10 @@ def test_strict_mode_holds_tags_pending_until_invalidated(stack: Stack) -> None:
     seen: list[Any] = []
 
     def between(session: Any) -> None:
-        seen.append(stack.cache.backend._versions.get(f"user:{ada.id}"))  # type: ignore[attr-defined]
+        tag = f"user:{ada.id}"
+        versions = stack.cache.backend.tag_versions([tag])
+        # A hook is sync code; under an Session it runs in SQLAlchemy's greenlet.
+        seen.append((await_only(versions) if inspect.isawaitable(versions) else versions)[tag])
 
     stack.hooks.on_committed = between
     stack.users.update(ada.id, name="Ada L.")

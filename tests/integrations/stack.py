@@ -19,24 +19,13 @@ from sqlalchemy.ext.asyncio import (
 
 from freshcache import AsyncCache, AsyncInvalidationManager
 from freshcache.integrations.sqlalchemy import (
-    AsyncBaseRepository,
     AsyncOutboxRelay,
     SessionInvalidation,
-    outbox_table,
     rules_from_models,
 )
 
-from .models import MODELS, Base, Challenge, User
-
-OUTBOX = outbox_table(Base.metadata)
-
-
-class Users(AsyncBaseRepository[User]):
-    model = User
-
-
-class Challenges(AsyncBaseRepository[Challenge]):
-    model = Challenge
+from .._async.hooked_sessions import OUTBOX, Challenges, Users
+from .models import MODELS, Base
 
 
 @dataclass(frozen=True)

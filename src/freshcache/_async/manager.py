@@ -110,7 +110,7 @@ class AsyncInvalidationManager:
     ) -> Invalidation:
         """Invalidate what several changes touch, in one backend operation (a transaction's worth)."""
         changes = list(changes)
-        tags = self._tags_of(changes)  # bad input raises here, before anything is applied
+        tags = self.rules.tags_for_changes(changes)  # bad input raises here, before any I/O
         invalidation = Invalidation(
             tags=tags,
             entity_types=tuple(dict.fromkeys(change.entity_type for change in changes)),
@@ -118,15 +118,6 @@ class AsyncInvalidationManager:
         )
         self._count_entities(changes)
         return await self._apply(invalidation)
-
-    def _tags_of(self, changes: Iterable[EntityChange]) -> tuple[str, ...]:
-        tags: dict[str, None] = {}
-        for change in changes:
-            found = self.rules.tags_for(
-                change.entity_type, new=change.new, old=change.old, changed=change.changed
-            )
-            tags.update(dict.fromkeys(found))
-        return tuple(tags)
 
     def _count_entities(self, changes: Iterable[EntityChange]) -> None:
         by_type = self.metrics.invalidations_by_entity_type
@@ -377,7 +368,8 @@ class AsyncInvalidationBatch:
         changed: Iterable[str] | None = None,
     ) -> None:
         change = EntityChange(entity_type, new, old, changed)
-        self._tags.update(dict.fromkeys(self.manager._tags_of([change])))  # fails fast on bad input
+        tags = self.manager.rules.tags_for_changes([change])  # fails fast on bad input
+        self._tags.update(dict.fromkeys(tags))
         self.changes.append(change)
 
     def tags(self, tags: Iterable[str]) -> None:

@@ -38,6 +38,7 @@ from freshcache._metrics import (
     Histogram,
 )
 from freshcache._metrics import Metric as MetricInfo
+from freshcache._relays import RelayStats
 
 __all__ = ["FreshcacheCollector"]
 
@@ -54,7 +55,7 @@ class FreshcacheCollector(Collector):
         cache: Any = None,
         manager: Any = None,
         *,
-        relay: Any = None,
+        relay: RelayStats | None = None,
         bus: Any = None,
         labels: Mapping[str, str] | None = None,
     ) -> None:

@@ -7,6 +7,7 @@ wide tags and its bulk tag stand for all of them, and for the types a delete of 
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from freshcache.integrations.sqlalchemy._models import (
     entity_type_of,
 )
 from freshcache.integrations.sqlalchemy._statements import MappedTable
+
+log = logging.getLogger("freshcache")
 
 _INFO_KEY = "freshcache"
 
@@ -163,6 +166,15 @@ class Recorder:
             if action == "CASCADE":  # SET NULL keeps the child: nothing cascades further
                 found.extend(self._cascading_types(child, seen | {model, child}))
         return list(dict.fromkeys(found))
+
+    def _unfillable(self, change: EntityChange) -> tuple[str, ...]:
+        """The tags of a change whose values cannot fill its rules' tags: the type's wide tags.
+
+        A value the rules need is missing (a row gone before its old values could be
+        read): the write must not fail for it, so every entry of the type goes instead.
+        """
+        log.warning("invalidating every %s: %s", change.entity_type, change)
+        return self._wide_tags(change.entity_type)
 
     def _wide_tags(self, entity_type: str) -> tuple[str, ...]:
         """The tags for "any row of this type": its rules' templates without placeholders, its name, its bulk tag."""

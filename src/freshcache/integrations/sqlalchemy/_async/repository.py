@@ -140,11 +140,7 @@ class AsyncBaseRepository(Generic[M]):
         Cached under the parent's list tag when filtered by one foreign key
         (``user:2:challenges``), else under the type's wide tag (``challenge``).
         """
-        unknown = set(filters) - set(self.columns)
-        if unknown:
-            raise InvalidEntityError(
-                f"{self.entity_type} has no column {', '.join(sorted(unknown))}; its columns are {', '.join(self.columns)}"
-            )
+        self._check_columns(filters)
         limit = self.list_limit if limit is None else limit
         if not 0 < limit <= self.list_limit or offset < 0:
             raise InvalidEntityError(
