@@ -25,7 +25,7 @@ def main(url: str, rounds: int) -> None:
     settings = MonitoringSettings(admin_token=TOKEN, cluster_interval=0.05)
     with TestClient(app_with(cache=cache, manager=manager, settings=settings)):
         for number in range(rounds):
-            cache.get_or_load(f"user:{number % 3}", lambda: number, tags=[f"user:{number % 3}"])
+            cache.get_or_load(f"user:{number % 3}", lambda n=number: n, tags=[f"user:{number % 3}"])
             if number % 4 == 0:
                 manager.invalidate_entity("user", old={"id": number % 3})
             if number % 7 == 0:
