@@ -43,19 +43,21 @@ function detail(body) {
 
 // Charts
 
-function lineChart(id, points, { max = null, format = (v) => v } = {}) {
-  const width = 300, height = 120, left = 34, bottom = 14;
-  const top = max ?? Math.max(1e-9, ...points);
+function lineChart(id, points, { max = null, floor = 1e-9, format = (v) => v } = {}) {
+  const width = 300, height = 120, left = 40, bottom = 14, pad = 8;
+  const top = max ?? Math.max(floor, ...points);
   const svg = element("svg:svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
   for (const fraction of [0, 0.5, 1]) {
-    const y = (height - bottom) * (1 - fraction) + 1;
+    const y = pad + (height - bottom - pad) * (1 - fraction);
     svg.append(element("svg:line", { x1: left, x2: width, y1: y, y2: y, stroke: "#e5e8ef" }));
     svg.append(element("svg:text", { x: 0, y: y + 3 }, format(top * fraction)));
   }
   if (points.length) {
-    const step = (width - left) / Math.max(1, HISTORY - 1);
+    // The x axis grows with the history until it is full, so a fresh page draws a line, not a dot.
+    const step = (width - left) / Math.max(29, points.length - 1);
     const start = width - step * (points.length - 1);
-    const d = points.map((v, i) => `${i ? "L" : "M"}${(start + i * step).toFixed(1)},${((height - bottom) * (1 - v / top) + 1).toFixed(1)}`).join(" ");
+    const y = (v) => (pad + (height - bottom - pad) * (1 - v / top)).toFixed(1);
+    const d = points.map((v, i) => `${i ? "L" : "M"}${(start + i * step).toFixed(1)},${y(v)}`).join(" ");
     svg.append(element("svg:path", { d, fill: "none", stroke: "#2463eb", "stroke-width": 2, class: "series" }));
   }
   svg.append(element("svg:text", { x: left, y: height - 2 }, `last ${points.length} s`));
@@ -63,15 +65,15 @@ function lineChart(id, points, { max = null, format = (v) => v } = {}) {
 }
 
 function barChart(id, entries, format = (v) => String(v)) {
-  const width = 300, row = 20;
+  const width = 340, row = 20, labelWidth = 150;
   const height = Math.max(row, entries.length * row);
-  const top = Math.max(1e-9, ...entries.map(([, v]) => v));
+  const top = Math.max(1e-9, ...entries.map(([, v]) => v ?? 0));
   const svg = element("svg:svg", { viewBox: `0 0 ${width} ${height}`, role: "img", style: `height:${height}px` });
   if (!entries.length) svg.append(element("svg:text", { x: 0, y: 14 }, "none yet"));
   entries.forEach(([label, value], i) => {
     const y = i * row;
     svg.append(element("svg:text", { x: 0, y: y + 14 }, label));
-    svg.append(element("svg:rect", { x: 110, y: y + 4, height: row - 8, width: Math.max(1, (width - 170) * value / top), fill: "#2463eb", class: "bar" }));
+    svg.append(element("svg:rect", { x: labelWidth, y: y + 4, height: row - 8, width: Math.max(1, (width - labelWidth - 60) * (value ?? 0) / top), fill: "#2463eb", class: "bar" }));
     svg.append(element("svg:text", { x: width - 56, y: y + 14, class: "bar-value" }, format(value)));
   });
   document.getElementById(id).replaceChildren(svg);
@@ -127,11 +129,12 @@ async function refresh() {
   document.getElementById("backlog-value").textContent = report.outbox_backlog ?? "–";
   document.getElementById("lag-value").textContent = seconds(report.event_lag_seconds);
   lineChart("hit-rate-chart", series.hitRate, { max: 1, format: (v) => (v * 100).toFixed(0) + "%" });
-  lineChart("backlog-chart", series.backlog, { format: (v) => v.toFixed(0) });
-  lineChart("lag-chart", series.lag, { format: seconds });
+  lineChart("backlog-chart", series.backlog, { floor: 2, format: (v) => v.toFixed(0) });
+  lineChart("lag-chart", series.lag, { floor: 0.001, format: seconds });
   barChart("entity-chart", Object.entries(report.invalidations_by_entity_type));
+  // Bucket upper bounds; "–" until a histogram has a sample (reads are timed one in 16).
   barChart("latency-chart", Object.entries(report.latency).flatMap(([name, l]) => [
-    [`${name.replace("_latency", "")} p50`, l.p50_seconds ?? 0], [`${name.replace("_latency", "")} p99`, l.p99_seconds ?? 0],
+    [`${name.replace("_latency", "").replace("_", " ")} p50`, l.p50_seconds], [`${name.replace("_latency", "").replace("_", " ")} p99`, l.p99_seconds],
   ]), seconds);
   drawCounters(report);
   if (recent.status === 200) drawRecent(recent.body);
