@@ -18,10 +18,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
-import redis.exceptions
+if TYPE_CHECKING:
+    import redis  # imported for real only with a Redis backend: redis is not a fastapi extra
 
 log = logging.getLogger("freshcache")
 T = TypeVar("T")
@@ -63,6 +63,8 @@ class ClusterTotals:
             for key, value in pool.connection_kwargs.items()
             if key in {"host", "port", "db", "username", "password", "socket_timeout", "path"}
         }
+        import redis
+
         if "path" in kwargs:
             sync_client = redis.Redis(unix_socket_path=kwargs.pop("path"), **kwargs)
         else:
@@ -103,7 +105,7 @@ class ClusterTotals:
                     pipe.hincrby(self._totals_key, name, delta)
                 pipe.hset(self._processes_key, self.process_id, repr(time.time()))
                 pipe.execute()
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except Exception as exc:  # whatever failed, the deltas stay unsent and go with the next
             if not quiet:
                 raise
             log.warning("cluster metric totals not sent (retried later): %s", exc)
@@ -127,14 +129,12 @@ class ClusterTotals:
             return result
 
     def totals(self) -> tuple[dict[str, int], int]:
-        """The summed counters and how many processes sent within the last three intervals."""
+        """The summed counters, and how many processes have added to them."""
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._totals_key)
-            pipe.hgetall(self._processes_key)
-            raw_totals, raw_processes = pipe.execute()
-        horizon = time.time() - 3 * max(self.interval, 1.0)
-        live = sum(1 for sent_at in raw_processes.values() if float(sent_at) >= horizon)
-        return {name.decode(): int(value) for name, value in raw_totals.items()}, live
+            pipe.hlen(self._processes_key)
+            raw_totals, processes = pipe.execute()
+        return {name.decode(): int(value) for name, value in raw_totals.items()}, int(processes)
 
 
 def _deltas(current: dict[str, int], sent: dict[str, int]) -> dict[str, int]:
