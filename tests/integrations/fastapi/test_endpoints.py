@@ -409,3 +409,17 @@ def _loader(service: Service, value: Any) -> Any:
         return value
 
     return load
+
+
+def test_inspector_takes_keys_and_tags_with_slashes(service: Service) -> None:
+    """A key or tag holding '/' (sent encoded or not) is inspected whole."""
+    service.fill("report/2024/05", 1, ["tenant/7"])
+
+    plain = service.client.get("/api/system/cache/keys/report/2024/05", headers=AUTH)
+    encoded = service.client.get("/api/system/cache/keys/report%2F2024%2F05", headers=AUTH)
+    tag = service.client.get("/api/system/cache/tags/tenant/7", headers=AUTH)
+
+    assert (200, 200, 200) == (plain.status_code, encoded.status_code, tag.status_code)
+    assert "report/2024/05" == plain.json()["key"] == encoded.json()["key"]
+    assert plain.json()["would_hit"] is True
+    assert "tenant/7" == tag.json()["tag"]

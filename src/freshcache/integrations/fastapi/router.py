@@ -178,7 +178,7 @@ def monitoring_router(
     # Inspector
 
     @router.get(
-        "/api/system/cache/keys/{key}",
+        "/api/system/cache/keys/{key:path}",
         response_model=KeyAnswer,
         dependencies=[admin],
         responses={**_UNAUTHORIZED, 404: {"model": KeyAnswer}, **_UNAVAILABLE},
@@ -196,7 +196,7 @@ def monitoring_router(
         return JSONResponse(answer.model_dump(), status_code=code)
 
     @router.get(
-        "/api/system/cache/tags/{tag}",
+        "/api/system/cache/tags/{tag:path}",
         response_model=TagAnswer,
         dependencies=[admin],
         responses={**_UNAUTHORIZED, 404: {"model": TagAnswer}, **_UNAVAILABLE},
