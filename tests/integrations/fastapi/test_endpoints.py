@@ -423,3 +423,17 @@ def test_inspector_takes_keys_and_tags_with_slashes(service: Service) -> None:
     assert "report/2024/05" == plain.json()["key"] == encoded.json()["key"]
     assert plain.json()["would_hit"] is True
     assert "tenant/7" == tag.json()["tag"]
+
+
+def test_a_body_that_is_not_json_is_400(service: Service) -> None:
+    """Bytes that are not JSON answer 400 (documented in the OpenAPI), and nothing is invalidated."""
+    answer = service.client.post(
+        "/api/system/cache/invalidate",
+        content=b"\xff",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    documented = service.client.get("/openapi.json").json()
+
+    assert 400 == answer.status_code
+    assert "400" in documented["paths"]["/api/system/cache/invalidate"]["post"]["responses"]
+    assert 0 == service.manager.metrics.tag_invalidations

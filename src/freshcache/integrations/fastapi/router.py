@@ -151,7 +151,8 @@ def monitoring_router(
         "/api/system/cache/invalidate",
         response_model=InvalidateAnswer,
         dependencies=[admin],
-        responses={**_UNAUTHORIZED, **_UNAVAILABLE},
+        # 400: a body that is not JSON at all (FastAPI's own answer, before validation)
+        responses={400: {"model": Problem}, **_UNAUTHORIZED, **_UNAVAILABLE},
     )
     async def invalidate_now(body: InvalidateRequest) -> InvalidateAnswer:
         """Invalidate keys, tags, patterns or an entity; ``*`` and its like need ``"confirm": true``."""
