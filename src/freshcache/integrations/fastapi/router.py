@@ -37,6 +37,8 @@ _DASHBOARD = resources.files(__package__) / "dashboard"
 _ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"model": Problem}, 403: {"model": Problem}}
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": Problem}}
+# A 404 of the inspector is the explanation of an unknown key or tag, or (a key with a
+# control character, which no route matches) the framework's own "Not Found".
 
 
 def monitoring_router(
@@ -182,7 +184,7 @@ def monitoring_router(
         "/api/system/cache/keys/{key:path}",
         response_model=KeyAnswer,
         dependencies=[admin],
-        responses={**_UNAUTHORIZED, 404: {"model": KeyAnswer}, **_UNAVAILABLE},
+        responses={**_UNAUTHORIZED, 404: {"model": KeyAnswer | Problem}, **_UNAVAILABLE},
     )
     async def inspect_key(key: str = Path(min_length=1)) -> JSONResponse:
         """Would ``key`` hit now, and why not: its tags' stored and current versions, holders, TTL, size."""
@@ -200,7 +202,7 @@ def monitoring_router(
         "/api/system/cache/tags/{tag:path}",
         response_model=TagAnswer,
         dependencies=[admin],
-        responses={**_UNAUTHORIZED, 404: {"model": TagAnswer}, **_UNAVAILABLE},
+        responses={**_UNAUTHORIZED, 404: {"model": TagAnswer | Problem}, **_UNAVAILABLE},
     )
     async def inspect_tag(tag: str = Path(min_length=1)) -> JSONResponse:
         """A tag's version, its pending holders and the last invalidations that touched it."""
