@@ -30,7 +30,8 @@ from freshcache._exceptions import (
     InvalidKeyError,
     SerializationError,
 )
-from freshcache._keys import Template, validate_key, validate_pattern, validate_tags
+from freshcache._inspection import KeyState, TagState
+from freshcache._keys import Template, validate_key, validate_pattern, validate_tag, validate_tags
 from freshcache._kinds import require_kind
 from freshcache._metrics import CacheMetrics
 from freshcache._synchronization import AsyncCriticalSection, AsyncEvent, async_sleep
@@ -803,6 +804,18 @@ class AsyncCache:
         log.warning(
             "%s failed on %s, serving from the loader: %s", operation, self.backend.name, exc
         )
+
+    # Inspection: why a key would miss, for an operator (read-only, through the guard)
+
+    async def inspect_key(self, key: str) -> KeyState:
+        """``key``'s entry against its tags' versions now; BackendError when the backend fails."""
+        validate_key(key)
+        return await self.guard.call(lambda: self.backend.describe_key(key))
+
+    async def inspect_tag(self, tag: str) -> TagState:
+        """``tag``'s current version and pending holders; BackendError when the backend fails."""
+        validate_tag(tag)
+        return await self.guard.call(lambda: self.backend.describe_tag(tag))
 
 
 def _check_call(loader: object, cache_none: object) -> None:

@@ -31,7 +31,8 @@ from freshcache._exceptions import (
     InvalidKeyError,
     SerializationError,
 )
-from freshcache._keys import Template, validate_key, validate_pattern, validate_tags
+from freshcache._inspection import KeyState, TagState
+from freshcache._keys import Template, validate_key, validate_pattern, validate_tag, validate_tags
 from freshcache._kinds import require_kind
 from freshcache._metrics import CacheMetrics
 from freshcache._synchronization import CriticalSection, Event, sleep
@@ -804,6 +805,18 @@ class Cache:
         log.warning(
             "%s failed on %s, serving from the loader: %s", operation, self.backend.name, exc
         )
+
+    # Inspection: why a key would miss, for an operator (read-only, through the guard)
+
+    def inspect_key(self, key: str) -> KeyState:
+        """``key``'s entry against its tags' versions now; BackendError when the backend fails."""
+        validate_key(key)
+        return self.guard.call(lambda: self.backend.describe_key(key))
+
+    def inspect_tag(self, tag: str) -> TagState:
+        """``tag``'s current version and pending holders; BackendError when the backend fails."""
+        validate_tag(tag)
+        return self.guard.call(lambda: self.backend.describe_tag(tag))
 
 
 def _check_call(loader: object, cache_none: object) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from freshcache._entries import FillTicket, _Missing
+from freshcache._inspection import KeyState, TagState
 
 
 class AsyncBackend(abc.ABC):
@@ -116,3 +117,16 @@ class AsyncBackend(abc.ABC):
     async def aclose(self) -> None:
         """Release connections. The default has nothing to release."""
         return
+
+    # Inspection: read-only, for operators asking why a key misses
+
+    @abc.abstractmethod
+    async def describe_key(self, key: str) -> KeyState:
+        """``key``'s entry (its tags with the versions stored, TTL left, size) and its tags now.
+
+        Changes nothing: no LRU order, no pruning of expired holders, no lease.
+        """
+
+    @abc.abstractmethod
+    async def describe_tag(self, tag: str) -> TagState:
+        """``tag``'s current version and the writers holding it pending, with their time left."""

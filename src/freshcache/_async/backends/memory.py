@@ -28,6 +28,7 @@ from freshcache._entries import (
     new_version,
 )
 from freshcache._exceptions import ConfigurationError, SerializationError
+from freshcache._inspection import KeyState, TagState
 from freshcache._keys import pattern_regex
 from freshcache._serializers import Serializer, get_serializer
 from freshcache._synchronization import AsyncCriticalSection
@@ -331,3 +332,38 @@ class AsyncMemoryBackend(AsyncBackend):
 
     async def ping(self) -> None:
         return None
+
+    # Inspection
+
+    async def describe_key(self, key: str) -> KeyState:
+        with self._guard:
+            now = self._clock()
+            lease = self._leases.get(key)
+            holder, lease_left = (None, None) if lease is None else (lease[0], lease[1] - now)
+            if lease_left is not None and lease_left <= 0:
+                holder, lease_left = None, None
+            entry = self._entries.get(key)
+            if entry is None or entry.expires_at <= now:
+                return KeyState(key, False, lease_holder=holder, lease_ttl_seconds=lease_left)
+            return KeyState(
+                key,
+                True,
+                ttl_seconds=entry.expires_at - now,
+                size_bytes=entry.size or self._sizeof(entry.value),
+                stored_versions=dict(entry.versions),
+                tags=tuple(self._tag_state(tag, now) for tag, _ in entry.versions),
+                lease_holder=holder,
+                lease_ttl_seconds=lease_left,
+            )
+
+    async def describe_tag(self, tag: str) -> TagState:
+        with self._guard:
+            return self._tag_state(tag, self._clock())
+
+    def _tag_state(self, tag: str, now: float) -> TagState:
+        hold = self._holds.get(tag)
+        holders = {} if hold is None else {t: d - now for t, d in hold.holders.items() if d > now}
+        version = self._versions.get(tag)
+        if version == PENDING_VERSION and not holders:
+            version = None  # every holder died: the next read forgets the version
+        return TagState(tag, version, holders)

@@ -16,12 +16,13 @@ import redis.asyncio.retry
 import redis.backoff
 import redis.exceptions
 
-from freshcache import _lua
+from freshcache import _lua, _lua_inspection
 from freshcache._async.backends.base import AsyncBackend
 from freshcache._async.backends.registry import check_redis_url
 from freshcache._entries import (
     MAGIC,
     MISSING,
+    PENDING_VERSION,
     FillStatus,
     FillTicket,
     _Missing,
@@ -36,6 +37,7 @@ from freshcache._exceptions import (
     SerializationError,
     map_exceptions,
 )
+from freshcache._inspection import KeyState, TagState
 from freshcache._keys import validate_key
 from freshcache._kinds import require_kind
 from freshcache._serializers import Serializer, get_serializer
@@ -384,3 +386,53 @@ class AsyncRedisBackend(AsyncBackend):
             await self.client.aclose()
             # A pool handed to the client is not the client's to close: it is ours.
             await self.client.connection_pool.disconnect()
+
+    # Inspection (its scripts are registered on first use, in _lua_inspection)
+
+    async def describe_key(self, key: str) -> KeyState:
+        script = self.client.register_script(_lua_inspection.DESCRIBE_KEY)
+        keys = [self._entry_prefix + key, self._lease_prefix + key]
+        with _redis_errors:
+            answer = await script(keys=keys, args=[self._tag_prefix, self._hold_prefix])
+        now, size, pttl, header, lease, lease_pttl, *per_tag = answer
+        holder = None if not lease else lease.decode()
+        lease_left = lease_pttl / 1000 if holder is not None and lease_pttl > 0 else None
+        if size is False or size is None:
+            return KeyState(key, False, lease_holder=holder, lease_ttl_seconds=lease_left)
+        stored: dict[str, str] = {}
+        if header:
+            _, pairs, _ = decode_entry(header)
+            stored = {tag.decode(): version.decode() for tag, version in pairs}
+        tags = tuple(
+            _tag_state(tag, version, holders, now)
+            for tag, version, holders in zip(stored, per_tag[::2], per_tag[1::2], strict=True)
+        )
+        return KeyState(
+            key,
+            True,
+            ttl_seconds=pttl / 1000 if pttl >= 0 else None,
+            size_bytes=int(size),
+            stored_versions=stored,
+            tags=tags,
+            lease_holder=holder,
+            lease_ttl_seconds=lease_left,
+        )
+
+    async def describe_tag(self, tag: str) -> TagState:
+        script = self.client.register_script(_lua_inspection.DESCRIBE_TAG)
+        keys = [self._tag_prefix + tag, self._hold_prefix + tag]
+        with _redis_errors:
+            now, version, holders = await script(keys=keys, args=[])
+        return _tag_state(tag, version, holders, now)
+
+
+def _tag_state(tag: str, version: bytes | None, holders: list[bytes], now: int) -> TagState:
+    """A TagState from a script's answer: holders are a flat HGETALL, deadlines in server ms."""
+    live = {}
+    for token, deadline in zip(holders[::2], holders[1::2], strict=True):
+        if token != b"prev" and int(deadline) > now:
+            live[token.decode()] = (int(deadline) - now) / 1000
+    current = version.decode() if version else None
+    if current == PENDING_VERSION and not live:
+        current = None  # every holder died: the next write or read forgets the version
+    return TagState(tag, current, live)

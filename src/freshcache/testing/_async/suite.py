@@ -769,3 +769,101 @@ class AsyncBackendSuite(abc.ABC):
         versions = await backend.tag_versions(["user:1", "held", "t"])
         assert {"user:1": None, "held": None, "t": None} == versions
         assert FillStatus.ACQUIRED is await _begin(backend, "leased", ["t", "held"], token="other")
+
+    # Inspection
+
+    async def test_describe_key_of_a_fresh_entry_says_it_would_hit(
+        self, backend: AsyncBackend
+    ) -> None:
+        """A fresh entry is described with its tags at the versions stored, its TTL and size."""
+        versions = await _store(backend, "user:1", {"name": "Ada"}, ["user:1", "users"])
+
+        state = await backend.describe_key("user:1")
+
+        assert state.found
+        assert state.would_hit
+        assert [] == state.reasons
+        assert dict(zip(["user:1", "users"], versions, strict=True)) == state.stored_versions
+        assert ["user:1", "users"] == [tag.tag for tag in state.tags]
+        assert list(versions) == [tag.version for tag in state.tags]
+        assert state.ttl_seconds is not None
+        assert 0 < state.ttl_seconds <= 60.0
+        assert state.size_bytes is not None
+        assert state.size_bytes > 0
+
+    async def test_describe_key_agrees_with_get(self, backend: AsyncBackend) -> None:
+        """would_hit is what a read answers: fresh, stale after an invalidation, held, absent."""
+        await _store(backend, "fresh", 1, ["a"])
+        await _store(backend, "stale", 2, ["b"])
+        await _store(backend, "held", 3, ["c"])
+        await backend.invalidate_tags(["b"])
+        await backend.mark_pending(["c"], token="writer", ttl=30)
+
+        for key in ("fresh", "stale", "held", "absent"):
+            state = await backend.describe_key(key)
+            assert (await backend.get(key) is not MISSING) == state.would_hit, key
+
+    async def test_describe_key_explains_a_stale_entry(self, backend: AsyncBackend) -> None:
+        """After its tag moves, the entry is found but explained as a miss naming the tag."""
+        versions = await _store(backend, "user:1", 1, ["user:1"])
+        await backend.invalidate_tags(["user:1"])
+        await _begin(backend, "other", ["user:1"])  # a read that gives the tag a new version
+
+        state = await backend.describe_key("user:1")
+
+        assert state.found
+        assert not state.would_hit
+        assert versions[0] == state.stored_versions["user:1"]
+        assert versions[0] != state.tags[0].version
+        assert 1 == len(state.reasons)
+        assert "'user:1'" in state.reasons[0]
+
+    async def test_describe_key_and_tag_show_pending_holders(self, backend: AsyncBackend) -> None:
+        """A tag held by a writer is shown pending, with the writer's token and time left."""
+        await _store(backend, "user:1", 1, ["user:1"])
+        await backend.mark_pending(["user:1"], token="writer-7", ttl=30)
+
+        key_state = await backend.describe_key("user:1")
+        tag_state = await backend.describe_tag("user:1")
+
+        assert not key_state.would_hit
+        assert "writer-7" in key_state.reasons[0]
+        for state in (key_state.tags[0], tag_state):
+            assert PENDING_VERSION == state.version
+            assert state.pending
+            assert ["writer-7"] == list(state.holders)
+            assert 0 < state.holders["writer-7"] <= 30
+        await backend.clear_pending(["user:1"], token="writer-7", committed=True)
+        assert not (await backend.describe_tag("user:1")).pending
+
+    async def test_describe_absent_key_shows_its_lease(self, backend: AsyncBackend) -> None:
+        """An absent key is not found; a loader's lease on it is shown with its token."""
+        assert FillStatus.ACQUIRED is await _begin(backend, "loading", ["t"], token="loader-1")
+
+        state = await backend.describe_key("loading")
+        nothing = await backend.describe_key("nothing")
+
+        assert not state.found
+        assert not state.would_hit
+        assert "loader-1" == state.lease_holder
+        assert state.lease_ttl_seconds is not None
+        assert 0 < state.lease_ttl_seconds <= 30
+        assert (None, None) == (nothing.lease_holder, nothing.lease_ttl_seconds)
+
+    async def test_describe_tag_of_an_unknown_tag(self, backend: AsyncBackend) -> None:
+        """A tag never read has no version and no holders."""
+        state = await backend.describe_tag("never")
+
+        assert (None, {}, False) == (state.version, state.holders, state.pending)
+
+    async def test_describing_changes_nothing(self, backend: AsyncBackend) -> None:
+        """Describing a key or tag leaves versions and a held mark exactly as they were."""
+        await _store(backend, "user:1", 1, ["user:1", "held"])
+        await backend.mark_pending(["held"], token="writer", ttl=30)
+        before = await backend.tag_versions(["user:1", "held"])
+
+        await backend.describe_key("user:1")
+        await backend.describe_tag("held")
+
+        assert before == await backend.tag_versions(["user:1", "held"])
+        assert FillStatus.PENDING is await _begin(backend, "user:1", ["held"])

@@ -770,3 +770,101 @@ class BackendSuite(abc.ABC):
         versions = backend.tag_versions(["user:1", "held", "t"])
         assert {"user:1": None, "held": None, "t": None} == versions
         assert FillStatus.ACQUIRED is _begin(backend, "leased", ["t", "held"], token="other")
+
+    # Inspection
+
+    def test_describe_key_of_a_fresh_entry_says_it_would_hit(
+        self, backend: Backend
+    ) -> None:
+        """A fresh entry is described with its tags at the versions stored, its TTL and size."""
+        versions = _store(backend, "user:1", {"name": "Ada"}, ["user:1", "users"])
+
+        state = backend.describe_key("user:1")
+
+        assert state.found
+        assert state.would_hit
+        assert [] == state.reasons
+        assert dict(zip(["user:1", "users"], versions, strict=True)) == state.stored_versions
+        assert ["user:1", "users"] == [tag.tag for tag in state.tags]
+        assert list(versions) == [tag.version for tag in state.tags]
+        assert state.ttl_seconds is not None
+        assert 0 < state.ttl_seconds <= 60.0
+        assert state.size_bytes is not None
+        assert state.size_bytes > 0
+
+    def test_describe_key_agrees_with_get(self, backend: Backend) -> None:
+        """would_hit is what a read answers: fresh, stale after an invalidation, held, absent."""
+        _store(backend, "fresh", 1, ["a"])
+        _store(backend, "stale", 2, ["b"])
+        _store(backend, "held", 3, ["c"])
+        backend.invalidate_tags(["b"])
+        backend.mark_pending(["c"], token="writer", ttl=30)
+
+        for key in ("fresh", "stale", "held", "absent"):
+            state = backend.describe_key(key)
+            assert (backend.get(key) is not MISSING) == state.would_hit, key
+
+    def test_describe_key_explains_a_stale_entry(self, backend: Backend) -> None:
+        """After its tag moves, the entry is found but explained as a miss naming the tag."""
+        versions = _store(backend, "user:1", 1, ["user:1"])
+        backend.invalidate_tags(["user:1"])
+        _begin(backend, "other", ["user:1"])  # a read that gives the tag a new version
+
+        state = backend.describe_key("user:1")
+
+        assert state.found
+        assert not state.would_hit
+        assert versions[0] == state.stored_versions["user:1"]
+        assert versions[0] != state.tags[0].version
+        assert 1 == len(state.reasons)
+        assert "'user:1'" in state.reasons[0]
+
+    def test_describe_key_and_tag_show_pending_holders(self, backend: Backend) -> None:
+        """A tag held by a writer is shown pending, with the writer's token and time left."""
+        _store(backend, "user:1", 1, ["user:1"])
+        backend.mark_pending(["user:1"], token="writer-7", ttl=30)
+
+        key_state = backend.describe_key("user:1")
+        tag_state = backend.describe_tag("user:1")
+
+        assert not key_state.would_hit
+        assert "writer-7" in key_state.reasons[0]
+        for state in (key_state.tags[0], tag_state):
+            assert PENDING_VERSION == state.version
+            assert state.pending
+            assert ["writer-7"] == list(state.holders)
+            assert 0 < state.holders["writer-7"] <= 30
+        backend.clear_pending(["user:1"], token="writer-7", committed=True)
+        assert not (backend.describe_tag("user:1")).pending
+
+    def test_describe_absent_key_shows_its_lease(self, backend: Backend) -> None:
+        """An absent key is not found; a loader's lease on it is shown with its token."""
+        assert FillStatus.ACQUIRED is _begin(backend, "loading", ["t"], token="loader-1")
+
+        state = backend.describe_key("loading")
+        nothing = backend.describe_key("nothing")
+
+        assert not state.found
+        assert not state.would_hit
+        assert "loader-1" == state.lease_holder
+        assert state.lease_ttl_seconds is not None
+        assert 0 < state.lease_ttl_seconds <= 30
+        assert (None, None) == (nothing.lease_holder, nothing.lease_ttl_seconds)
+
+    def test_describe_tag_of_an_unknown_tag(self, backend: Backend) -> None:
+        """A tag never read has no version and no holders."""
+        state = backend.describe_tag("never")
+
+        assert (None, {}, False) == (state.version, state.holders, state.pending)
+
+    def test_describing_changes_nothing(self, backend: Backend) -> None:
+        """Describing a key or tag leaves versions and a held mark exactly as they were."""
+        _store(backend, "user:1", 1, ["user:1", "held"])
+        backend.mark_pending(["held"], token="writer", ttl=30)
+        before = backend.tag_versions(["user:1", "held"])
+
+        backend.describe_key("user:1")
+        backend.describe_tag("held")
+
+        assert before == backend.tag_versions(["user:1", "held"])
+        assert FillStatus.PENDING is _begin(backend, "user:1", ["held"])
