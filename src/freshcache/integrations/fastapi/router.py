@@ -272,8 +272,10 @@ def _exposition(sources: Sources) -> tuple[bytes, str]:
     # The one import of the collector in this package.
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-    from freshcache.prometheus import FreshcacheCollector
+    from freshcache.integrations.prometheus import FreshcacheCollector
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FreshcacheCollector(sources.cache, sources.manager, relay=sources.relay))
+    registry.register(
+        FreshcacheCollector(sources.cache, sources.manager, relay=sources.relay, bus=sources.bus)
+    )
     return generate_latest(registry), CONTENT_TYPE_LATEST

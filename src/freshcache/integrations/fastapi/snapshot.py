@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from freshcache._events import EventMetrics
 from freshcache._metrics import METRICS
 
 from .sources import Sources
@@ -35,7 +34,7 @@ def groups(sources: Sources) -> dict[str, dict[str, Any] | None]:
 
 def metric_table() -> list[dict[str, Any]]:
     """Every metric's group, key, kind, help and Prometheus name: what the dashboard labels with."""
-    rows = [
+    return [
         {
             "group": group,
             "key": metric.key,
@@ -47,18 +46,6 @@ def metric_table() -> list[dict[str, Any]]:
         for group, table in METRICS.items()
         for metric in table
     ]
-    rows.extend(
-        {
-            "group": "events",
-            "key": key,
-            "kind": "counter",
-            "help": text,
-            "exposed": None,
-            "label": None,
-        }
-        for key, text in EventMetrics.HELP.items()
-    )
-    return rows
 
 
 def report(sources: Sources) -> dict[str, Any]:
@@ -133,7 +120,6 @@ def counters(sources: Sources) -> dict[str, int]:
     tables: dict[str, list[str]] = {
         group: [m.key for m in table if m.kind == "counter"] for group, table in METRICS.items()
     }
-    tables["events"] = [key for key in EventMetrics.HELP if key != "lag"]
     out: dict[str, int] = {}
     for group, keys in tables.items():
         snapshot = snapshots[group]
