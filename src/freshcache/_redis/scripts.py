@@ -1,19 +1,17 @@
-"""The Lua scripts of the Redis backend. Each runs atomically on the server.
+"""The Lua scripts of the Redis backend, and their registration on a client.
 
-Key scheme, under a namespace ``ns`` wrapped as a Redis Cluster hash tag so that one
-namespace's keys share a slot (MGET and scripts then work on a cluster too)::
+Each script runs atomically on the server, over the keys of one namespace (:mod:`.keys`),
+and reads the entry header of :mod:`.wire` where it must check an entry. Hit reads that
+know their tags use a plain MGET instead of a script: it is the cheapest round trip Redis
+has, and the versions are compared in the client.
 
-    {ns}:e:<key>   an entry: header with tag versions, then the payload (see _entries)
-    {ns}:t:<tag>   a tag's version: 16 hex digits, or "!pending" while a writer holds it
-    {ns}:h:<tag>   a hash of the writers holding the tag: token -> deadline (ms);
-                   field "prev" keeps the version to restore if they all roll back
-    {ns}:l:<key>   the lease of the loader filling <key>: its token, with a TTL
-
-Hit reads that know their tags use a plain MGET instead of a script: it is the cheapest
-round trip Redis has, and the versions are compared in the client.
+A tag's version starting with ``!`` is a pending mark (``PENDING_VERSION``): real versions
+are hex digits.
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 # Live holders of a pending hash: prune the expired ones, count the rest, and return the
 # latest deadline among them. A holder that expired died with its outcome unknown (it may
@@ -216,3 +214,32 @@ end
 return n
 """
 )
+
+
+class Scripts(NamedTuple):
+    """The scripts registered on one client: each is called with ``keys=`` and ``args=``.
+
+    redis-py sends EVALSHA, and loads the script and retries on NOSCRIPT (a restarted or
+    flushed server), inside the call.
+    """
+
+    get_entries: Any
+    begin_fill: Any
+    fill: Any
+    release: Any
+    invalidate: Any
+    mark_pending: Any
+    clear_pending: Any
+
+
+def register(client: Any) -> Scripts:
+    """The scripts on ``client``, a redis-py client, sync or asyncio, plain or cluster."""
+    return Scripts(
+        get_entries=client.register_script(GET_ENTRIES),
+        begin_fill=client.register_script(BEGIN_FILL),
+        fill=client.register_script(FILL),
+        release=client.register_script(RELEASE),
+        invalidate=client.register_script(INVALIDATE),
+        mark_pending=client.register_script(MARK_PENDING),
+        clear_pending=client.register_script(CLEAR_PENDING),
+    )
