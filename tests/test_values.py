@@ -22,7 +22,7 @@ from freshcache import (
     SignatureError,
     SignedPickleSerializer,
 )
-from freshcache._async.backends.redis import _redis_errors
+from freshcache._redis.errors import redis_errors as _redis_errors
 from freshcache.testing._async.suite import EVERY_KIND, type_shape
 
 SERIALIZERS = [JSONSerializer(), MsgpackSerializer(), SignedPickleSerializer(b"k" * 32)]

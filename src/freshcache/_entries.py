@@ -1,15 +1,10 @@
-"""What a stored entry is, and the small values the backends hand to the cache.
+"""The values of the backend contract, the same for every backend, async or sync.
 
 An entry is a value together with the version each of its tags had when the load that
-produced it began. On a byte store (Redis) it is written as a short text header followed
-by the serialized payload::
-
-    fc1 <serializer> <n>\\n
-    <tag> <version>\\n          (n lines)
-    <payload>
-
-so that a client that knows the tags checks it after one MGET, and a Lua script that
-does not can still parse it. Tags never hold white space, so the header is unambiguous.
+produced it began. How a backend stores it is its own affair (Redis's format is in
+:mod:`freshcache._redis.wire`); the cache sees only these values: a miss
+(:data:`MISSING`), a fill's ticket and status, tag versions, tokens, and the version a
+tag has while a writer holds it.
 """
 
 from __future__ import annotations
@@ -19,9 +14,6 @@ import secrets
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ._exceptions import SerializationError
-
-MAGIC: Final = b"fc1"
 # A tag held by an open write transaction has this version; it never equals a real one
 # (real versions are hex), so entries are misses and fills are refused while it holds.
 PENDING_VERSION: Final = "!pending"
@@ -71,30 +63,3 @@ class FillTicket:
 
     def __repr__(self) -> str:
         return f"FillTicket({self.status.value}, {self.versions})"
-
-
-def encode_entry(
-    serializer_name: str, tags: Sequence[str], versions: Sequence[str], payload: bytes
-) -> bytes:
-    lines = [f"{MAGIC.decode()} {serializer_name} {len(tags)}"]
-    lines.extend(f"{tag} {version}" for tag, version in zip(tags, versions, strict=True))
-    return ("\n".join(lines) + "\n").encode() + payload
-
-
-def decode_entry(data: bytes) -> tuple[str, list[tuple[bytes, bytes]], bytes]:
-    """Split stored bytes into (serializer name, [(tag, version)], payload)."""
-    try:
-        end = data.index(b"\n")
-        magic, serializer_name, count = data[:end].split(b" ")
-        if magic != MAGIC:
-            raise ValueError(f"unknown entry format {magic!r}")
-        pairs = []
-        position = end + 1
-        for _ in range(int(count)):
-            end = data.index(b"\n", position)
-            tag, version = data[position:end].split(b" ")
-            pairs.append((tag, version))
-            position = end + 1
-    except ValueError as exc:
-        raise SerializationError(f"stored entry is not a freshcache entry: {exc}") from None
-    return serializer_name.decode(), pairs, data[position:]

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     import redis  # imported for real only with a Redis backend: redis is not a fastapi extra
 
+from freshcache._redis.keys import RedisKeys
+
 log = logging.getLogger("freshcache")
 T = TypeVar("T")
 
@@ -41,8 +43,9 @@ class ClusterTotals:
         self.client = client
         self.interval = interval
         self.process_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._totals_key = f"{{{namespace}}}:m:totals"
-        self._processes_key = f"{{{namespace}}}:m:processes"
+        names = RedisKeys(namespace)
+        self._totals_key = names.metric_totals
+        self._processes_key = names.metric_processes
         self._read = read_counters
         self._sent: dict[str, int] = {}
         self._lock = threading.Lock()

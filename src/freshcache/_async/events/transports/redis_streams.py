@@ -19,7 +19,8 @@ again from the start of whatever stream there is.
 The async transport consumes in a task on the running loop; the generated sync one in a
 daemon thread, which also runs the handlers.
 
-Keys: ``{namespace}:events`` (the stream) and ``{namespace}:events:dead:<service>``.
+Keys (:mod:`freshcache._redis.keys`): ``{namespace}:events`` (the stream) and
+``{namespace}:events:dead:<service>``.
 """
 
 from __future__ import annotations
@@ -35,27 +36,17 @@ from typing import Any
 import redis.asyncio
 import redis.asyncio.retry
 import redis.backoff
-import redis.exceptions
 
 from freshcache import _synchronization
 from freshcache._async.events.transports.base import AsyncEventTransport, check_max_deliveries
 from freshcache._events import DeadLetter, Event, InvalidEventError
-from freshcache._exceptions import (
-    BackendError,
-    BackendTimeoutError,
-    ConfigurationError,
-    map_exceptions,
-)
+from freshcache._exceptions import BackendError, ConfigurationError
 from freshcache._keys import validate_key
+from freshcache._redis.errors import redis_errors
+from freshcache._redis.keys import RedisKeys
 
 log = logging.getLogger("freshcache.events")
 
-_REDIS_ERRORS = {
-    redis.exceptions.TimeoutError: BackendTimeoutError,
-    TimeoutError: BackendTimeoutError,
-    redis.exceptions.RedisError: BackendError,
-    OSError: BackendError,
-}
 _MAX_REMEMBERED_REASONS = 10_000
 
 
@@ -128,8 +119,9 @@ class AsyncRedisStreamsTransport(AsyncEventTransport):
         self.batch = batch
         self.block = block
         self.start_at = start_at
-        self.stream = f"{{{namespace}}}:events"
-        self.dead_stream = f"{{{namespace}}}:events:dead:{service}"
+        keys = RedisKeys(namespace)
+        self.stream = keys.events
+        self.dead_stream = keys.dead_letters(service)
         self._owns_client = owns_client
         self._stopping = _synchronization.AsyncEvent()
         self._consumer_task: _synchronization.AsyncBackgroundTask | None = None
@@ -156,7 +148,7 @@ class AsyncRedisStreamsTransport(AsyncEventTransport):
 
     async def publish(self, events: Sequence[Event]) -> None:
         payloads = [event.to_json() for event in events]
-        with map_exceptions(_REDIS_ERRORS):
+        with redis_errors:
             if len(payloads) == 1:
                 await self.client.xadd(
                     self.stream, {"event": payloads[0]}, maxlen=self.max_len, approximate=True
@@ -197,7 +189,7 @@ class AsyncRedisStreamsTransport(AsyncEventTransport):
 
     async def _create_group(self, start_at: str) -> None:
         try:
-            with map_exceptions(_REDIS_ERRORS):
+            with redis_errors:
                 await self.client.xgroup_create(
                     self.stream, self.service, id=start_at, mkstream=True
                 )
@@ -392,7 +384,7 @@ class AsyncRedisStreamsTransport(AsyncEventTransport):
 
     async def backlog(self) -> dict[str, int]:
         """This service's ``lag`` (entries in the stream not yet read by the group) and ``pending`` (read, not acknowledged)."""
-        with map_exceptions(_REDIS_ERRORS):
+        with redis_errors:
             groups: Any = await self.client.xinfo_groups(self.stream)
         for group in groups:
             if _text(group["name"]) == self.service:
@@ -400,7 +392,7 @@ class AsyncRedisStreamsTransport(AsyncEventTransport):
         return {"lag": 0, "pending": 0}
 
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
-        with map_exceptions(_REDIS_ERRORS):
+        with redis_errors:
             entries: Any = await self.client.xrange(self.dead_stream, count=count)
         out = []
         for _, fields in entries:

@@ -20,7 +20,8 @@ again from the start of whatever stream there is.
 The async transport consumes in a task on the running loop; the generated sync one in a
 daemon thread, which also runs the handlers.
 
-Keys: ``{namespace}:events`` (the stream) and ``{namespace}:events:dead:<service>``.
+Keys (:mod:`freshcache._redis.keys`): ``{namespace}:events`` (the stream) and
+``{namespace}:events:dead:<service>``.
 """
 
 from __future__ import annotations
@@ -36,27 +37,17 @@ from typing import Any
 import redis
 import redis.retry
 import redis.backoff
-import redis.exceptions
 
 from freshcache import _synchronization
 from freshcache._sync.events.transports.base import EventTransport, check_max_deliveries
 from freshcache._events import DeadLetter, Event, InvalidEventError
-from freshcache._exceptions import (
-    BackendError,
-    BackendTimeoutError,
-    ConfigurationError,
-    map_exceptions,
-)
+from freshcache._exceptions import BackendError, ConfigurationError
 from freshcache._keys import validate_key
+from freshcache._redis.errors import redis_errors
+from freshcache._redis.keys import RedisKeys
 
 log = logging.getLogger("freshcache.events")
 
-_REDIS_ERRORS = {
-    redis.exceptions.TimeoutError: BackendTimeoutError,
-    TimeoutError: BackendTimeoutError,
-    redis.exceptions.RedisError: BackendError,
-    OSError: BackendError,
-}
 _MAX_REMEMBERED_REASONS = 10_000
 
 
@@ -129,8 +120,9 @@ class RedisStreamsTransport(EventTransport):
         self.batch = batch
         self.block = block
         self.start_at = start_at
-        self.stream = f"{{{namespace}}}:events"
-        self.dead_stream = f"{{{namespace}}}:events:dead:{service}"
+        keys = RedisKeys(namespace)
+        self.stream = keys.events
+        self.dead_stream = keys.dead_letters(service)
         self._owns_client = owns_client
         self._stopping = _synchronization.Event()
         self._consumer_task: _synchronization.BackgroundTask | None = None
@@ -157,7 +149,7 @@ class RedisStreamsTransport(EventTransport):
 
     def publish(self, events: Sequence[Event]) -> None:
         payloads = [event.to_json() for event in events]
-        with map_exceptions(_REDIS_ERRORS):
+        with redis_errors:
             if len(payloads) == 1:
                 self.client.xadd(
                     self.stream, {"event": payloads[0]}, maxlen=self.max_len, approximate=True
@@ -198,7 +190,7 @@ class RedisStreamsTransport(EventTransport):
 
     def _create_group(self, start_at: str) -> None:
         try:
-            with map_exceptions(_REDIS_ERRORS):
+            with redis_errors:
                 self.client.xgroup_create(
                     self.stream, self.service, id=start_at, mkstream=True
                 )
@@ -393,7 +385,7 @@ class RedisStreamsTransport(EventTransport):
 
     def backlog(self) -> dict[str, int]:
         """This service's ``lag`` (entries in the stream not yet read by the group) and ``pending`` (read, not acknowledged)."""
-        with map_exceptions(_REDIS_ERRORS):
+        with redis_errors:
             groups: Any = self.client.xinfo_groups(self.stream)
         for group in groups:
             if _text(group["name"]) == self.service:
@@ -401,7 +393,7 @@ class RedisStreamsTransport(EventTransport):
         return {"lag": 0, "pending": 0}
 
     def dead_letters(self, count: int = 100) -> list[DeadLetter]:
-        with map_exceptions(_REDIS_ERRORS):
+        with redis_errors:
             entries: Any = self.client.xrange(self.dead_stream, count=count)
         out = []
         for _, fields in entries:

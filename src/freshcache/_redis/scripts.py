@@ -1,19 +1,17 @@
-"""The Lua scripts of the Redis backend. Each runs atomically on the server.
+"""The Lua scripts of the Redis backend, and their registration on a client.
 
-Key scheme, under a namespace ``ns`` wrapped as a Redis Cluster hash tag so that one
-namespace's keys share a slot (MGET and scripts then work on a cluster too)::
+Each script runs atomically on the server, over the keys of one namespace (:mod:`.keys`),
+and reads the entry header of :mod:`.wire` where it must check an entry. Hit reads that
+know their tags use a plain MGET instead of a script: it is the cheapest round trip Redis
+has, and the versions are compared in the client.
 
-    {ns}:e:<key>   an entry: header with tag versions, then the payload (see _entries)
-    {ns}:t:<tag>   a tag's version: 16 hex digits, or "!pending" while a writer holds it
-    {ns}:h:<tag>   a hash of the writers holding the tag: token -> deadline (ms);
-                   field "prev" keeps the version to restore if they all roll back
-    {ns}:l:<key>   the lease of the loader filling <key>: its token, with a TTL
-
-Hit reads that know their tags use a plain MGET instead of a script: it is the cheapest
-round trip Redis has, and the versions are compared in the client.
+A tag's version starting with ``!`` is a pending mark (``PENDING_VERSION``): real versions
+are hex digits.
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 # Live holders of a pending hash: prune the expired ones, count the rest, and return the
 # latest deadline among them. A holder that expired died with its outcome unknown (it may
@@ -216,3 +214,85 @@ end
 return n
 """
 )
+
+# Read-only inspection: each reads an entry or a tag with everything that decides a hit in
+# one atomic step, so an explanation cannot mix a version from before an invalidation with
+# one from after. They write nothing: expired pending holders are reported as gone, not pruned.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS[1]: entry, KEYS[2]: lease. ARGV[1]: tag-version prefix, ARGV[2]: holder-hash prefix.
+# Returns now (ms), entry size or false, entry PTTL, entry header or false, lease token or
+# false, lease PTTL, then per tag of the entry: its current version or false, its holders.
+DESCRIBE_KEY = (
+    _NOW
+    + """
+local data = redis.call('GET', KEYS[1])
+local out = {now, false, redis.call('PTTL', KEYS[1]), false,
+             redis.call('GET', KEYS[2]) or false, redis.call('PTTL', KEYS[2])}
+if not data then return out end
+out[2] = #data
+local nl = string.find(data, '\\n', 1, true)
+local count = nl and tonumber(string.match(string.sub(data, 1, nl - 1), ' (%d+)$'))
+if not count then return out end
+local pos = nl + 1
+local tags = {}
+for _ = 1, count do
+  local eol = string.find(data, '\\n', pos, true)
+  if not eol then return out end
+  local space = string.find(data, ' ', pos, true)
+  if not space or space > eol then return out end
+  tags[#tags + 1] = string.sub(data, pos, space - 1)
+  pos = eol + 1
+end
+out[4] = string.sub(data, 1, pos - 1)
+for _, tag in ipairs(tags) do
+  out[#out + 1] = redis.call('GET', ARGV[1] .. tag) or false
+  out[#out + 1] = redis.call('HGETALL', ARGV[2] .. tag)
+end
+return out
+"""
+)
+
+# KEYS[1]: tag version, KEYS[2]: its holder hash. Returns now (ms), version or false, holders.
+DESCRIBE_TAG = (
+    _NOW
+    + """
+return {now, redis.call('GET', KEYS[1]) or false, redis.call('HGETALL', KEYS[2])}
+"""
+)
+
+
+class Scripts(NamedTuple):
+    """The scripts registered on one client: each is called with ``keys=`` and ``args=``.
+
+    redis-py sends EVALSHA, and loads the script and retries on NOSCRIPT (a restarted or
+    flushed server), inside the call.
+    """
+
+    get_entries: Any
+    begin_fill: Any
+    fill: Any
+    release: Any
+    invalidate: Any
+    mark_pending: Any
+    clear_pending: Any
+    describe_key: Any
+    describe_tag: Any
+
+
+def register(client: Any) -> Scripts:
+    """The scripts on ``client``, a redis-py client, sync or asyncio, plain or cluster."""
+    return Scripts(
+        get_entries=client.register_script(GET_ENTRIES),
+        begin_fill=client.register_script(BEGIN_FILL),
+        fill=client.register_script(FILL),
+        release=client.register_script(RELEASE),
+        invalidate=client.register_script(INVALIDATE),
+        mark_pending=client.register_script(MARK_PENDING),
+        clear_pending=client.register_script(CLEAR_PENDING),
+        describe_key=client.register_script(DESCRIBE_KEY),
+        describe_tag=client.register_script(DESCRIBE_TAG),
+    )
