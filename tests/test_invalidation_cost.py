@@ -30,7 +30,7 @@ def test_invalidating_a_tag_of_100k_entries_is_one_redis_command(
     """Invalidating a tag that 100,000 entries depend on sends Redis one command, touches no entry, and every entry misses afterwards."""
     import redis
 
-    from freshcache._entries import encode_entry
+    from freshcache._redis.wire import encode_entry
 
     keys = [f"bulk:{i}" for i in range(ENTRIES)]
     raw = redis.Redis.from_url(redis_url, socket_timeout=10)
