@@ -113,7 +113,7 @@ def _on_cache(
         for pattern in patterns:
             validate_pattern(pattern, confirm_all=confirm)
     except ValueError as exc:
-        raise ConfigurationError(str(exc)) from None
+        raise ConfigurationError(str(exc).replace("confirm_all=True", "--confirm")) from None
     cache = Cache.from_url(cache_url)
     try:
         count = 0
