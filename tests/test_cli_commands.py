@@ -116,7 +116,9 @@ def test_stats_with_the_server_down_is_one_line_exit_1() -> None:
     assert one_line_error(run).startswith(f"freshcache: cannot reach the service at {url}")
 
 
-@pytest.mark.parametrize("url", ["localhost:8000", "ftp://example.com", "http://[::1", "http://h:port"])
+@pytest.mark.parametrize(
+    "url", ["localhost:8000", "ftp://example.com", "http://[::1", "http://h:port"]
+)
 def test_stats_with_a_malformed_url_is_one_line_exit_2(url: str) -> None:
     """A URL that is not http(s)://host[:port] is refused before any I/O, in one line, exit 2."""
     run = freshcache("stats", "--url", url)
@@ -154,7 +156,8 @@ def test_invalidate_an_entity_through_the_service(service: Service) -> None:
     )
 
     assert 0 == run.returncode, run.stderr
-    assert "user:5" in run.stdout and "entity types user" in run.stdout
+    assert "user:5" in run.stdout
+    assert "entity types user" in run.stdout
     assert None is service.cache.get("users")
 
 
