@@ -4,6 +4,7 @@ against a real uvicorn server and a real Redis."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -270,3 +271,30 @@ def test_rules_at_a_wrong_path_is_one_line_exit_2(where: str, expected: str) -> 
 
     assert 2 == run.returncode
     assert expected in one_line_error(run)
+
+
+def test_stats_watch_refreshes_until_interrupted(service: Service) -> None:
+    """`stats --watch` prints the table again each period, showing new reads, and ends cleanly on SIGINT."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "freshcache.cli", "stats", "--url", service.url, "--watch", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert process.stdout is not None
+    try:
+        misses = []
+        for line in process.stdout:
+            if line.startswith("│ misses"):
+                misses.append(line.split("│")[2].strip())
+                if misses[-1] == "0":
+                    service.cache.get("absent")  # the next table must show it
+                else:
+                    break
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=30)
+
+    assert "1" == misses[-1]
+    assert (0, "") == (process.returncode, errors)
