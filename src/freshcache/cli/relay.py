@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import threading
 from types import FrameType
 from typing import Any
+
+import typer
 
 from freshcache._exceptions import ConfigurationError, FreshcacheError
 from freshcache.cli._failures import Unreachable
@@ -23,36 +24,37 @@ from freshcache.cli._failures import Unreachable
 log = logging.getLogger("freshcache")
 
 
-def add_parser(commands: Any) -> None:
-    """The ``relay`` command and its options, on ``commands`` (argparse's subparsers)."""
-    relay = commands.add_parser("relay", help="apply and delete outbox rows left behind")
-    relay.add_argument(
-        "--database-url",
-        default=os.environ.get("FRESHCACHE_DATABASE_URL"),
-        required="FRESHCACHE_DATABASE_URL" not in os.environ,
-        help="SQLAlchemy URL of the database holding the outbox (env FRESHCACHE_DATABASE_URL)",
-    )
-    relay.add_argument(
-        "--cache-url",
-        default=os.environ.get("FRESHCACHE_CACHE_URL"),
-        required="FRESHCACHE_CACHE_URL" not in os.environ,
-        help="redis://host:port/db?namespace=... of the cache (env FRESHCACHE_CACHE_URL)",
-    )
-    relay.add_argument("--table", default="freshcache_outbox", help="the outbox table's name")
-    relay.add_argument(
-        "--events-url",
-        default=os.environ.get("FRESHCACHE_EVENTS_URL"),
-        help="redis://... of the event stream to publish the rows' events to "
-        "(env FRESHCACHE_EVENTS_URL); without it, rows carrying events are left pending",
-    )
-    relay.add_argument("--events-namespace", default="fc", help="the event stream's namespace")
-    relay.add_argument(
-        "--grace", type=float, default=5.0, help="seconds a row is left to its writer"
-    )
-    relay.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
-    relay.add_argument("--batch-size", type=int, default=1000, help="rows claimed per transaction")
-    relay.add_argument("--once", action="store_true", help="one pass, then exit")
-    relay.set_defaults(run=run)
+def register(app: typer.Typer) -> None:
+    """The ``relay`` command and its options, on ``app``."""
+
+    @app.command("relay", help="Apply and delete the outbox rows that writers left behind.")
+    def relay(
+        database_url: str = typer.Option(
+            ...,
+            envvar="FRESHCACHE_DATABASE_URL",
+            help="SQLAlchemy URL of the database holding the outbox.",
+        ),
+        cache_url: str = typer.Option(
+            ...,
+            envvar="FRESHCACHE_CACHE_URL",
+            help="redis://host:port/db?namespace=... of the cache.",
+        ),
+        table: str = typer.Option("freshcache_outbox", help="The outbox table's name."),
+        events_url: str | None = typer.Option(
+            None,
+            envvar="FRESHCACHE_EVENTS_URL",
+            help="redis://... of the event stream to publish the rows' events to; "
+            "without it, rows carrying events are left pending.",
+        ),
+        events_namespace: str = typer.Option("fc", help="The event stream's namespace."),
+        grace: float = typer.Option(5.0, help="Seconds a row is left to its writer."),
+        interval: float = typer.Option(1.0, help="Seconds between passes."),
+        batch_size: int = typer.Option(1000, help="Rows claimed per transaction."),
+        once: bool = typer.Option(False, "--once", help="One pass, then exit."),
+    ) -> None:
+        code = run(argparse.Namespace(**locals()))
+        if code:
+            raise typer.Exit(code)
 
 
 def run(arguments: argparse.Namespace) -> int:
