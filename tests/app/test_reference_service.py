@@ -260,7 +260,7 @@ def test_first_start_seeds_an_empty_database(tmp_path: Path) -> None:
     """With seed on, an empty database gets users with challenges and evaluations, once."""
     with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
         seeded = rows(client)
-        assert seeded["users"] and seeded["challenges"] and seeded["evaluations"]
+        assert all(seeded[table] for table in ("users", "challenges", "evaluations"))
         assert client.get("/api/leaderboard").json()
     with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
         assert seeded == rows(client)
