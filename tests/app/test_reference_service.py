@@ -1,8 +1,7 @@
-"""The reference service end to end over HTTP, on a SQLite file and the memory cache."""
+"""The reference service end to end over HTTP: on a SQLite file and the memory cache, and on PostgreSQL and Redis."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,25 +10,43 @@ import pytest
 
 pytest.importorskip("pydantic_settings")
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from freshcache.app import Settings, create_app
 
+from ..databases import Database
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(data_dir=tmp_path, seed=False))
-    with TestClient(app) as client:
+
+@pytest.fixture(params=["sqlite-memory", "postgresql-redis"])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The service on the embedded defaults, and on the real PostgreSQL (a schema of the test's own) and Redis."""
+    settings = Settings(data_dir=tmp_path, seed=False)
+    if request.param == "postgresql-redis":
+        database: Database = request.getfixturevalue("postgres")
+        redis_url: str = request.getfixturevalue("redis_url")
+        namespace: str = request.getfixturevalue("namespace")
+        settings = Settings(
+            data_dir=tmp_path,
+            seed=False,
+            database_url=f"{database.async_url}?options=-csearch_path%3D{database.schema}",
+            cache_url=f"{redis_url}?namespace={namespace}",
+        )
+    with TestClient(create_app(settings)) as client:
         yield client
 
 
 def rows(client: TestClient) -> dict[str, list[Any]]:
     """Every row of the service's tables, read past the service and its cache."""
     url = client.app.state.service.settings.database_url  # type: ignore[attr-defined]
-    with sqlite3.connect(url.partition(":///")[2]) as connection:
-        return {
-            table: connection.execute(f"select * from {table} order by id").fetchall()
-            for table in ("users", "challenges", "evaluations")
-        }
+    engine = create_engine(url.replace("+aiosqlite", ""))
+    try:
+        with engine.connect() as connection:
+            return {
+                table: list(connection.execute(text(f"select * from {table} order by id")))
+                for table in ("users", "challenges", "evaluations")
+            }
+    finally:
+        engine.dispose()
 
 
 def cache_counts(client: TestClient) -> dict[str, int]:
