@@ -12,6 +12,7 @@ pytest.importorskip("pydantic_settings")
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from freshcache import ConfigurationError
 from freshcache.app import Settings, create_app
 
 from ..databases import Database
@@ -281,3 +282,59 @@ def test_first_start_seeds_an_empty_database(tmp_path: Path) -> None:
         assert client.get("/api/leaderboard").json()
     with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
         assert seeded == rows(client)
+
+
+def test_deleting_a_user_drops_their_cached_challenges_and_standing(client: TestClient) -> None:
+    """A user deleted takes their challenges (a database cascade) out of every cached read."""
+    ada, bob = user(client), user(client, "bob@example.com", "Bob")
+    task = challenge(client, ada["id"])
+    evaluate(client, task["id"], 70)
+    evaluate(client, challenge(client, bob["id"])["id"], 60)
+    read_twice(client, f"/api/challenges/{task['id']}")
+    read_twice(client, f"/api/challenges/{task['id']}/evaluations")
+    assert 2 == len(read_twice(client, "/api/leaderboard"))
+    assert 204 == client.delete(f"/api/users/{ada['id']}").status_code
+    assert 404 == client.get(f"/api/challenges/{task['id']}").status_code
+    assert 404 == client.get(f"/api/challenges/{task['id']}/evaluations").status_code
+    assert [bob["id"]] == [row["user_id"] for row in read_twice(client, "/api/leaderboard")]
+
+
+def test_caching_off_reads_the_database_every_time(tmp_path: Path) -> None:
+    """With cache_url none no read is answered by the cache, and every read is fresh."""
+    with TestClient(
+        create_app(Settings(data_dir=tmp_path, seed=False, cache_url="none"))
+    ) as client:
+        ada = user(client)
+        path = f"/api/users/{ada['id']}"
+        client.get(path)
+        client.get(path)
+        assert 200 == client.patch(path, json={"name": "Ada L."}).status_code
+        assert "Ada L." == client.get(path).json()["name"]
+        assert 0 == cache_counts(client)["hits"]
+
+
+def test_events_through_redis_streams_invalidate_too(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    """With events on Redis, the writes' domain events go through the streams and their handlers run."""
+    settings = Settings(
+        data_dir=tmp_path,
+        seed=False,
+        cache_url=f"{redis_url}?namespace={namespace}",
+        events="redis",
+    )
+    with TestClient(create_app(settings)) as client:
+        ada = user(client)
+        path = f"/api/users/{ada['id']}"
+        read_twice(client, path)
+        assert 200 == client.patch(path, json={"name": "Ada L."}).status_code
+        assert "Ada L." == read_twice(client, path)["name"]
+        events = client.get("/api/system/metrics/cache").json()["events"]
+        assert "redis" in events["transport"]
+        assert events["published"] >= 2
+
+
+def test_events_on_redis_need_a_redis_cache(tmp_path: Path) -> None:
+    """FRESHCACHE_EVENTS=redis over the memory cache is refused, saying what to set."""
+    with pytest.raises(ConfigurationError, match="FRESHCACHE_CACHE_URL"):
+        create_app(Settings(data_dir=tmp_path, events="redis"))

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from freshcache import (
+    ConfigurationError,
     AsyncCache,
     AsyncEventBus,
     AsyncInvalidationManager,
@@ -65,16 +66,22 @@ def database_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def event_bus(settings: Settings) -> AsyncEventBus:
+def event_bus(settings: Settings, cache: AsyncCache) -> AsyncEventBus:
+    """In-process events, or Redis Streams on the cache's own Redis client and namespace."""
     source = f"freshcache-app:{socket.gethostname()}:{os.getpid()}"
     if settings.events == "memory":
         return AsyncEventBus(source=source)
-    import redis.asyncio
-
+    from freshcache._async.backends.redis import AsyncRedisBackend
     from freshcache._async.events.transports.redis_streams import AsyncRedisStreamsTransport
 
-    client = redis.asyncio.Redis.from_url(settings.cache_url)
-    transport = AsyncRedisStreamsTransport(client, service="freshcache-app", owns_client=True)
+    if not isinstance(cache.backend, AsyncRedisBackend):
+        raise ConfigurationError(
+            f"FRESHCACHE_EVENTS=redis needs a Redis cache (FRESHCACHE_CACHE_URL=redis://...), "
+            f"not {settings.cache_url!r}"
+        )
+    transport = AsyncRedisStreamsTransport(
+        cache.backend.client, service="freshcache-app", namespace=cache.backend.namespace
+    )
     return AsyncEventBus(transport, source=source)
 
 
@@ -90,7 +97,7 @@ def build(settings: Settings) -> Service:
         else UncachedCache.from_url("memory://")
     )
     manager = AsyncInvalidationManager(cache, service_rules())
-    bus = event_bus(settings)
+    bus = event_bus(settings, cache)
     relay = AsyncOutboxRelay(engine, manager, OUTBOX, bus=bus)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     SessionInvalidation(
