@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from freshcache import (
-    ConfigurationError,
     AsyncCache,
     AsyncEventBus,
     AsyncInvalidationManager,
+    ConfigurationError,
     invalidation_handlers,
 )
 from freshcache.app.models import OUTBOX
