@@ -1,0 +1,130 @@
+"""The service's parts, wired the way freshcache's README shows: cache, rules, manager, hooks, relay, bus."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from freshcache import (
+    AsyncCache,
+    AsyncEventBus,
+    AsyncInvalidationManager,
+    ConfigurationError,
+    invalidation_handlers,
+)
+from freshcache.app.models import OUTBOX
+from freshcache.app.reads import Aggregates
+from freshcache.app.repositories import Challenges, Evaluations, Users
+from freshcache.app.rules import service_rules
+from freshcache.app.settings import Settings
+from freshcache.integrations.sqlalchemy import AsyncOutboxRelay, SessionInvalidation
+
+
+class UncachedCache(AsyncCache):
+    """``FRESHCACHE_CACHE_URL=none``: every read goes to the database, to compare against."""
+
+    async def get_or_load(self, key: str, loader: Any, **options: Any) -> Any:
+        return await loader()
+
+
+@dataclass
+class Service:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    cache: AsyncCache
+    manager: AsyncInvalidationManager
+    bus: AsyncEventBus
+    relay: AsyncOutboxRelay
+    users: Users
+    challenges: Challenges
+    evaluations: Evaluations
+    aggregates: Aggregates
+
+
+def database_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite enforces its foreign keys (its cascades are the hooks' to see)."""
+    engine = create_async_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _foreign_keys(connection: Any, _: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    return engine
+
+
+def event_bus(settings: Settings, cache: AsyncCache) -> AsyncEventBus:
+    """In-process events, or Redis Streams on the cache's own Redis client and namespace."""
+    source = f"freshcache-app:{socket.gethostname()}:{os.getpid()}"
+    if settings.events == "memory":
+        return AsyncEventBus(source=source)
+    from freshcache._async.backends.redis import AsyncRedisBackend
+    from freshcache._async.events.transports.redis_streams import AsyncRedisStreamsTransport
+
+    if not isinstance(cache.backend, AsyncRedisBackend):
+        raise ConfigurationError(
+            f"FRESHCACHE_EVENTS=redis needs a Redis cache (FRESHCACHE_CACHE_URL=redis://...), "
+            f"not {settings.cache_url!r}"
+        )
+    transport = AsyncRedisStreamsTransport(
+        cache.backend.client, service="freshcache-app", namespace=cache.backend.namespace
+    )
+    return AsyncEventBus(transport, source=source)
+
+
+def build(settings: Settings) -> Service:
+    """Every part, nothing started: ``start`` and ``stop`` run them."""
+    assert settings.database_url is not None  # filled by Settings
+    if settings.database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = database_engine(settings.database_url)
+    cache = (
+        AsyncCache.from_url(settings.cache_url)
+        if settings.caching
+        else UncachedCache.from_url("memory://")
+    )
+    manager = AsyncInvalidationManager(cache, service_rules())
+    bus = event_bus(settings, cache)
+    relay = AsyncOutboxRelay(engine, manager, OUTBOX, bus=bus)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    SessionInvalidation(
+        manager, mode=settings.consistency, outbox=OUTBOX, relay=relay, bus=bus
+    ).install(sessions)
+    service = Service(
+        settings,
+        engine,
+        sessions,
+        cache,
+        manager,
+        bus,
+        relay,
+        Users(sessions, cache),
+        Challenges(sessions, cache),
+        Evaluations(sessions, cache),
+        Aggregates(sessions, cache),
+    )
+    # Redundant coverage: the hooks invalidate on commit; the domain events the
+    # repositories publish invalidate again where they are consumed (another process, with Redis).
+    invalidation_handlers(
+        bus,
+        manager,
+        {
+            f"{entity}.{what}": entity
+            for entity in ("user", "challenge", "evaluation")
+            for what in ("created", "updated", "deleted")
+        },
+    )
+    return service

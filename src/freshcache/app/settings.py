@@ -1,0 +1,53 @@
+"""The service's settings: environment variables prefixed ``FRESHCACHE_`` (``FRESHCACHE_CACHE_URL``...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """What the reference service runs on; the defaults need no server at all."""
+
+    model_config = SettingsConfigDict(env_prefix="FRESHCACHE_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("./.freshcache"), description="Directory of the embedded SQLite database."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database, e.g. postgresql+psycopg://host/db "
+        "(default: a SQLite file <data_dir>/freshcache.db).",
+    )
+    cache_url: str = Field(
+        default="memory://",
+        description="Cache URL: memory:// (one process) or redis://host:port/db; none turns caching off.",
+    )
+    consistency: Literal["strict", "commit"] = Field(
+        default="strict",
+        description="strict: no read goes backwards around a write; commit: invalidate after the commit only.",
+    )
+    admin_token: str | None = Field(
+        default=None,
+        description="Token (16 characters or more) guarding the admin endpoints; without it they answer 403.",
+    )
+    events: Literal["memory", "redis"] = Field(
+        default="memory",
+        description="Transport of the domain events: memory (in-process) or redis (Redis Streams on cache_url).",
+    )
+    seed: bool = Field(
+        default=True, description="Seed a small data set when the database is empty."
+    )
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if self.database_url is None:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'freshcache.db'}"
+        return self
+
+    @property
+    def caching(self) -> bool:
+        return self.cache_url.strip().lower() != "none"
