@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from freshcache import ConflictError, DatabaseError, FreshcacheError, InvalidEntityError
 from freshcache.app import seed as seeding
+from freshcache.app.limits import BodyLimit
 from freshcache.app.models import Base
 from freshcache.app.routes import router
 from freshcache.app.service import Service, build
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="freshcache reference service", lifespan=lifespan)
     app.state.service = service
+    app.add_middleware(BodyLimit)
     app.include_router(router)
     app.include_router(
         monitoring_router(

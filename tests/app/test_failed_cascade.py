@@ -1,0 +1,77 @@
+"""A delete that cascades over several tables and fails at its last statement leaves nothing behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("pydantic_settings")
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from freshcache.app import Settings, create_app
+
+from .test_reference_service import challenge, evaluate, read_twice, rows, user
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(data_dir=tmp_path, seed=False))) as client:
+        yield client
+
+
+def sql(client: TestClient, statement: str) -> list[Any]:
+    """Runs ``statement`` on the service's database, past the service and its cache."""
+    url = client.app.state.service.settings.database_url  # type: ignore[attr-defined]
+    engine = create_engine(url.replace("+aiosqlite", ""))
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(text(statement))
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("target", ["user", "challenge"])
+def test_a_cascade_failing_at_its_outbox_row_rolls_back_and_keeps_the_cache_serving(
+    client: TestClient, target: str
+) -> None:
+    """A cascading delete whose outbox insert the database refuses changes no row, leaves reads correct and cached, and a retry then deletes."""
+    ada = user(client)
+    sort = challenge(client, ada["id"])
+    evaluate(client, sort["id"], 70)
+    reads = [
+        f"/api/users/{ada['id']}",
+        f"/api/users/{ada['id']}/challenges",
+        f"/api/users/{ada['id']}/progress",
+        f"/api/challenges/{sort['id']}",
+        f"/api/challenges/{sort['id']}/evaluations",
+        "/api/leaderboard",
+    ]
+    cached = {path: read_twice(client, path) for path in reads}
+    before = rows(client)
+    outbox = sql(client, "select count(*) from freshcache_outbox")
+    # A real refusal by the database, at the transaction's last statement (after the DELETE).
+    sql(
+        client,
+        "create trigger refuse_outbox before insert on freshcache_outbox "
+        "begin select raise(abort, 'outbox refused'); end",
+    )
+    path = f"/api/users/{ada['id']}" if target == "user" else f"/api/challenges/{sort['id']}"
+
+    failed = client.delete(path)
+
+    assert failed.status_code in (409, 503), failed.text
+    assert before == rows(client)
+    assert outbox == sql(client, "select count(*) from freshcache_outbox")
+    for read in reads:  # the same answers, and cached again: nothing left pending or stale
+        assert cached[read] == read_twice(client, read), read
+
+    sql(client, "drop trigger refuse_outbox")
+    assert 204 == client.delete(path).status_code
+    assert 404 == client.get(path).status_code
+    assert 404 == client.get(f"/api/challenges/{sort['id']}").status_code
+    assert [] == rows(client)["evaluations"]
