@@ -65,6 +65,12 @@ EXPECTED = {
         "the relay's SQL alone: claim 1,000, delete, commit",
         "freshcache AsyncOutboxRelay.run_once()",
     ],
+    "outbox_events": [
+        "SQLAlchemy alone, no cache",
+        "outbox row alone, no events",
+        "events on, in-process bus",
+        "events on, Redis Streams bus",
+    ],
 }
 RATIO = re.compile(r"\d[\d,]*\.?\d*x")
 
@@ -124,17 +130,19 @@ def test_redis_suites_report_every_contestant(
 
 
 @pytest.mark.redis
-def test_sqlalchemy_suite_reports_every_contestant(
+@pytest.mark.parametrize("suite", ["sqlalchemy", "outbox_events"])
+def test_sqlalchemy_suites_report_every_contestant(
+    suite: str,
     redis_url: str,
     namespace: str,
     postgres: Database,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The sqlalchemy suite prints a row with a ratio for every update mode and the relay."""
+    """The PostgreSQL suites print a row with a ratio for every contestant (update modes, the relay, writes with events off and on), and save results."""
     # The fixture only finds the server (or skips); the suite makes and drops its own schema.
     printed = run_quick(
-        "sqlalchemy",
+        suite,
         tmp_path,
         capsys,
         "--redis-url",
@@ -144,4 +152,4 @@ def test_sqlalchemy_suite_reports_every_contestant(
         "--database-url",
         postgres.sync_url,
     )
-    assert_report("sqlalchemy", printed, tmp_path)
+    assert_report(suite, printed, tmp_path)

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ._calls import is_async_function
 from ._exceptions import ConfigurationError
 
 Handler = Callable[[Any], Any]
@@ -21,11 +22,6 @@ Handler = Callable[[Any], Any]
 
 class HandlerTimeout(Exception):
     """A coroutine handler ran past the bus's ``handler_timeout``: it was cancelled."""
-
-
-def _is_coroutine_function(handler: Handler) -> bool:
-    call = getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 
 
 def async_check_handler(handler: Handler) -> Handler:
@@ -37,7 +33,7 @@ def async_check_handler(handler: Handler) -> Handler:
 def check_handler(handler: Handler) -> Handler:
     if not callable(handler):
         raise ConfigurationError(f"a handler must be callable, not {handler!r}")
-    if _is_coroutine_function(handler):
+    if is_async_function(handler):
         raise ConfigurationError(
             f"{handler!r} is a coroutine function: the sync EventBus cannot await it; "
             "subscribe it on an AsyncEventBus, or subscribe a plain function"
