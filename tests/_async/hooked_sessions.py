@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from freshcache import AsyncCache, AsyncInvalidationManager, Rules
+from freshcache import AsyncCache, AsyncEventBus, AsyncInvalidationManager, Rules
 from freshcache.integrations.sqlalchemy import (
     AsyncBaseRepository,
     AsyncOutboxRelay,
@@ -44,18 +44,22 @@ class Stack:
     challenges: Challenges
     engine: Any
     database: Database
+    bus: AsyncEventBus | None = None
 
 
 @contextlib.asynccontextmanager
-async def hooked_stack(database: Database, mode: Mode, rules: Rules) -> AsyncIterator[Stack]:
-    """The stack on ``database``'s new tables, its hooks in ``mode`` under ``rules``; closed on exit."""
+async def hooked_stack(
+    database: Database, mode: Mode, rules: Rules, *, bus: AsyncEventBus | None = None
+) -> AsyncIterator[Stack]:
+    """The stack on ``database``'s new tables, its hooks in ``mode`` under ``rules`` (publishing
+    on ``bus``, if given, through the outbox); closed on exit."""
     engine = database.async_engine()
     await async_create_tables(engine)
     cache = AsyncCache.from_url("memory://")
     manager = AsyncInvalidationManager(cache, rules)
-    relay = AsyncOutboxRelay(engine, manager, OUTBOX, grace=60, interval=0.05)
+    relay = AsyncOutboxRelay(engine, manager, OUTBOX, grace=60, interval=0.05, bus=bus)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    hooks = SessionInvalidation(manager, mode=mode, outbox=OUTBOX, relay=relay)
+    hooks = SessionInvalidation(manager, mode=mode, outbox=OUTBOX, relay=relay, bus=bus)
     hooks.install(sessions)
     try:
         yield Stack(
@@ -68,6 +72,7 @@ async def hooked_stack(database: Database, mode: Mode, rules: Rules) -> AsyncIte
             Challenges(sessions, cache),
             engine,
             database,
+            bus,
         )
     finally:
         await relay.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pytest
@@ -22,74 +22,36 @@ from freshcache import (
     invalidation_handlers,
 )
 from freshcache.integrations.sqlalchemy import (
-    AsyncBaseRepository,
     AsyncOutboxRelay,
     SessionInvalidation,
-    outbox_table,
     rules_from_models,
 )
-from freshcache.integrations.sqlalchemy._orm import AsyncSession, async_sessionmaker
 from freshcache.integrations.sqlalchemy._outbox import outbox_row
 
 from ..databases import Database
-from ..integrations.models import MODELS, Base, Challenge, User
-from ..integrations.support import async_count_rows, async_create_tables
+from ..integrations.models import MODELS, User
+from ..integrations.support import async_count_rows
+from .hooked_sessions import OUTBOX, hooked_stack
+from .hooked_sessions import Stack as HookedStack
 
-OUTBOX = outbox_table(Base.metadata)
 SIGNED_UP = EventTypes.register("user.signed_up")
 
 
-class Users(AsyncBaseRepository[User]):
-    model = User
-
-
-class Challenges(AsyncBaseRepository[Challenge]):
-    model = Challenge
-
-
 @dataclass
-class Stack:
-    cache: AsyncCache
-    manager: AsyncInvalidationManager
-    bus: AsyncEventBus
-    hooks: SessionInvalidation
-    relay: AsyncOutboxRelay
-    sessions: async_sessionmaker[AsyncSession]
-    users: Users
-    challenges: Challenges
-    engine: Any
-    seen: list[Event]
+class Stack(HookedStack):
+    """The shared hooked stack with a bus, and the events its handlers saw."""
+
+    seen: list[Event] = field(default_factory=list)
 
 
 @pytest.fixture(params=["strict", "commit"])
 async def stack(request: pytest.FixtureRequest, database: Database) -> AsyncIterator[Stack]:
-    engine = database.async_engine()
-    await async_create_tables(engine)
-    cache = AsyncCache.from_url("memory://")
-    manager = AsyncInvalidationManager(cache, rules_from_models(MODELS))
     bus = AsyncEventBus(source="api")
     seen: list[Event] = []
     for event_type in ("user.created", "user.updated", "user.deleted", SIGNED_UP):
         bus.subscribe(event_type, seen.append)
-    relay = AsyncOutboxRelay(engine, manager, OUTBOX, grace=60, bus=bus)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    hooks = SessionInvalidation(manager, mode=request.param, outbox=OUTBOX, relay=relay, bus=bus)
-    hooks.install(sessions)
-    yield Stack(
-        cache,
-        manager,
-        bus,
-        hooks,
-        relay,
-        sessions,
-        Users(sessions, cache),
-        Challenges(sessions, cache),
-        engine,
-        seen,
-    )
-    await relay.aclose()
-    await manager.aclose()
-    await engine.dispose()
+    async with hooked_stack(database, request.param, rules_from_models(MODELS), bus=bus) as base:
+        yield Stack(**{each.name: getattr(base, each.name) for each in fields(base)}, seen=seen)
 
 
 async def outbox_rows(stack: Stack) -> list[Any]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from freshcache import Cache, InvalidationManager, Rules
+from freshcache import Cache, EventBus, InvalidationManager, Rules
 from freshcache.integrations.sqlalchemy import (
     BaseRepository,
     OutboxRelay,
@@ -45,18 +45,22 @@ class Stack:
     challenges: Challenges
     engine: Any
     database: Database
+    bus: EventBus | None = None
 
 
 @contextlib.contextmanager
-def hooked_stack(database: Database, mode: Mode, rules: Rules) -> Iterator[Stack]:
-    """The stack on ``database``'s new tables, its hooks in ``mode`` under ``rules``; closed on exit."""
+def hooked_stack(
+    database: Database, mode: Mode, rules: Rules, *, bus: EventBus | None = None
+) -> Iterator[Stack]:
+    """The stack on ``database``'s new tables, its hooks in ``mode`` under ``rules`` (publishing
+    on ``bus``, if given, through the outbox); closed on exit."""
     engine = database.engine()
     create_tables(engine)
     cache = Cache.from_url("memory://")
     manager = InvalidationManager(cache, rules)
-    relay = OutboxRelay(engine, manager, OUTBOX, grace=60, interval=0.05)
+    relay = OutboxRelay(engine, manager, OUTBOX, grace=60, interval=0.05, bus=bus)
     sessions = sessionmaker(engine, expire_on_commit=False)
-    hooks = SessionInvalidation(manager, mode=mode, outbox=OUTBOX, relay=relay)
+    hooks = SessionInvalidation(manager, mode=mode, outbox=OUTBOX, relay=relay, bus=bus)
     hooks.install(sessions)
     try:
         yield Stack(
@@ -69,6 +73,7 @@ def hooked_stack(database: Database, mode: Mode, rules: Rules) -> Iterator[Stack
             Challenges(sessions, cache),
             engine,
             database,
+            bus,
         )
     finally:
         relay.close()

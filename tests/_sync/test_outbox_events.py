@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pytest
@@ -23,74 +23,36 @@ from freshcache import (
     invalidation_handlers,
 )
 from freshcache.integrations.sqlalchemy import (
-    BaseRepository,
     OutboxRelay,
     SessionInvalidation,
-    outbox_table,
     rules_from_models,
 )
-from freshcache.integrations.sqlalchemy._orm import Session, sessionmaker
 from freshcache.integrations.sqlalchemy._outbox import outbox_row
 
 from ..databases import Database
-from ..integrations.models import MODELS, Base, Challenge, User
-from ..integrations.support import count_rows, create_tables
+from ..integrations.models import MODELS, User
+from ..integrations.support import count_rows
+from .hooked_sessions import OUTBOX, hooked_stack
+from .hooked_sessions import Stack as HookedStack
 
-OUTBOX = outbox_table(Base.metadata)
 SIGNED_UP = EventTypes.register("user.signed_up")
 
 
-class Users(BaseRepository[User]):
-    model = User
-
-
-class Challenges(BaseRepository[Challenge]):
-    model = Challenge
-
-
 @dataclass
-class Stack:
-    cache: Cache
-    manager: InvalidationManager
-    bus: EventBus
-    hooks: SessionInvalidation
-    relay: OutboxRelay
-    sessions: sessionmaker[Session]
-    users: Users
-    challenges: Challenges
-    engine: Any
-    seen: list[Event]
+class Stack(HookedStack):
+    """The shared hooked stack with a bus, and the events its handlers saw."""
+
+    seen: list[Event] = field(default_factory=list)
 
 
 @pytest.fixture(params=["strict", "commit"])
 def stack(request: pytest.FixtureRequest, database: Database) -> Iterator[Stack]:
-    engine = database.engine()
-    create_tables(engine)
-    cache = Cache.from_url("memory://")
-    manager = InvalidationManager(cache, rules_from_models(MODELS))
     bus = EventBus(source="api")
     seen: list[Event] = []
     for event_type in ("user.created", "user.updated", "user.deleted", SIGNED_UP):
         bus.subscribe(event_type, seen.append)
-    relay = OutboxRelay(engine, manager, OUTBOX, grace=60, bus=bus)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    hooks = SessionInvalidation(manager, mode=request.param, outbox=OUTBOX, relay=relay, bus=bus)
-    hooks.install(sessions)
-    yield Stack(
-        cache,
-        manager,
-        bus,
-        hooks,
-        relay,
-        sessions,
-        Users(sessions, cache),
-        Challenges(sessions, cache),
-        engine,
-        seen,
-    )
-    relay.close()
-    manager.close()
-    engine.dispose()
+    with hooked_stack(database, request.param, rules_from_models(MODELS), bus=bus) as base:
+        yield Stack(**{each.name: getattr(base, each.name) for each in fields(base)}, seen=seen)
 
 
 def outbox_rows(stack: Stack) -> list[Any]:
