@@ -49,11 +49,16 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def hooked_stack(
-    database: Database, mode: Mode, rules: Rules, *, bus: AsyncEventBus | None = None
+    database: Database,
+    mode: Mode,
+    rules: Rules,
+    *,
+    bus: AsyncEventBus | None = None,
+    **engine_options: Any,
 ) -> AsyncIterator[Stack]:
     """The stack on ``database``'s new tables, its hooks in ``mode`` under ``rules`` (publishing
     on ``bus``, if given, through the outbox); closed on exit."""
-    engine = database.async_engine()
+    engine = database.async_engine(**engine_options)
     await async_create_tables(engine)
     cache = AsyncCache.from_url("memory://")
     manager = AsyncInvalidationManager(cache, rules)

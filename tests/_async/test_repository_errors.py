@@ -3,65 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from freshcache import (
-    AsyncCache,
-    AsyncInvalidationManager,
     ConflictError,
     DatabaseError,
     FreshcacheError,
     InvalidEntityError,
 )
 from freshcache.integrations.sqlalchemy import (
-    AsyncBaseRepository,
-    AsyncOutboxRelay,
-    SessionInvalidation,
-    outbox_table,
     rules_from_models,
 )
-from freshcache.integrations.sqlalchemy._orm import AsyncEngine, async_sessionmaker
 
 from ..databases import Database
-from ..integrations.models import MODELS, Base, User
-from ..integrations.support import async_create_tables
-
-OUTBOX = outbox_table(Base.metadata)
-
-
-class Users(AsyncBaseRepository[User]):
-    model = User
-
-
-@dataclass
-class Parts:
-    cache: AsyncCache
-    users: Users
-    engine: AsyncEngine
+from ..integrations.models import MODELS, User
+from .hooked_sessions import Stack, hooked_stack
 
 
 @pytest.fixture
-async def parts(postgres: Database) -> AsyncIterator[Parts]:
-    engine = postgres.async_engine(
-        pool_size=1, max_overflow=0
-    )  # one connection: it must come back clean
-    await async_create_tables(engine)
-    cache = AsyncCache.from_url("memory://")
-    manager = AsyncInvalidationManager(cache, rules_from_models(MODELS))
-    relay = AsyncOutboxRelay(engine, manager, OUTBOX, grace=60)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    SessionInvalidation(manager, mode="strict", outbox=OUTBOX, relay=relay).install(sessions)
-    yield Parts(cache, Users(sessions, cache), engine)
-    await relay.aclose()
-    await manager.aclose()
-    await engine.dispose()
+async def parts(postgres: Database) -> AsyncIterator[Stack]:
+    """The hooked stack on PostgreSQL with one connection: it must come back clean."""
+    rules = rules_from_models(MODELS)
+    async with hooked_stack(postgres, "strict", rules, pool_size=1, max_overflow=0) as stack:
+        yield stack
 
 
-async def test_an_insert_that_breaks_a_unique_key_is_a_conflict(parts: Parts) -> None:
+async def test_an_insert_that_breaks_a_unique_key_is_a_conflict(parts: Stack) -> None:
     """A duplicate email raises ConflictError caused by the IntegrityError, and the next writes and reads work and are cached."""
     await parts.users.add(id=1, email="ada@example.com", name="Ada")
     assert None is await parts.users.get(2)
@@ -81,7 +51,7 @@ async def test_an_insert_that_breaks_a_unique_key_is_a_conflict(parts: Parts) ->
 
 
 async def test_an_update_that_breaks_a_unique_key_is_a_conflict_and_changes_nothing(
-    parts: Parts,
+    parts: Stack,
 ) -> None:
     """Moving a user onto another's email raises ConflictError; the row and its cached value stay as they were."""
     await parts.users.add(id=1, email="ada@example.com", name="Ada")
@@ -99,7 +69,7 @@ async def test_an_update_that_breaks_a_unique_key_is_a_conflict_and_changes_noth
     assert "Grace Hopper" == (await parts.users.update(2, name="Grace Hopper")).name  # type: ignore[union-attr]
 
 
-async def test_a_conflict_at_the_end_of_a_transaction_block_is_a_conflict(parts: Parts) -> None:
+async def test_a_conflict_at_the_end_of_a_transaction_block_is_a_conflict(parts: Stack) -> None:
     """A duplicate added in the caller's own transaction() block surfaces as ConflictError when the block commits."""
     await parts.users.add(id=1, email="ada@example.com", name="Ada")
 
@@ -110,7 +80,7 @@ async def test_a_conflict_at_the_end_of_a_transaction_block_is_a_conflict(parts:
     assert [1] == [user.id for user in await parts.users.list()]
 
 
-async def test_a_value_the_database_refuses_is_an_invalid_entity(parts: Parts) -> None:
+async def test_a_value_the_database_refuses_is_an_invalid_entity(parts: Stack) -> None:
     """A name longer than its column raises InvalidEntityError caused by the DataError."""
     with pytest.raises(InvalidEntityError, match=r"^user: the database refused a value") as raised:
         await parts.users.add(id=1, email="ada@example.com", name="A" * 500)
@@ -119,7 +89,7 @@ async def test_a_value_the_database_refuses_is_an_invalid_entity(parts: Parts) -
     assert [] == await parts.users.list()
 
 
-async def test_any_other_database_error_is_a_database_error(parts: Parts) -> None:
+async def test_any_other_database_error_is_a_database_error(parts: Stack) -> None:
     """A statement the database rejects inside transaction() raises DatabaseError with the cause, and the connection serves the next call."""
     with pytest.raises(DatabaseError, match=r"^user: ProgrammingError") as raised:
         async with parts.users.transaction() as session:

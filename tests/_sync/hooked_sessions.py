@@ -50,11 +50,16 @@ class Stack:
 
 @contextlib.contextmanager
 def hooked_stack(
-    database: Database, mode: Mode, rules: Rules, *, bus: EventBus | None = None
+    database: Database,
+    mode: Mode,
+    rules: Rules,
+    *,
+    bus: EventBus | None = None,
+    **engine_options: Any,
 ) -> Iterator[Stack]:
     """The stack on ``database``'s new tables, its hooks in ``mode`` under ``rules`` (publishing
     on ``bus``, if given, through the outbox); closed on exit."""
-    engine = database.engine()
+    engine = database.engine(**engine_options)
     create_tables(engine)
     cache = Cache.from_url("memory://")
     manager = InvalidationManager(cache, rules)

@@ -4,65 +4,35 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from freshcache import (
-    Cache,
-    InvalidationManager,
     ConflictError,
     DatabaseError,
     FreshcacheError,
     InvalidEntityError,
 )
 from freshcache.integrations.sqlalchemy import (
-    BaseRepository,
-    OutboxRelay,
-    SessionInvalidation,
-    outbox_table,
     rules_from_models,
 )
-from freshcache.integrations.sqlalchemy._orm import Engine, sessionmaker
 
 from ..databases import Database
-from ..integrations.models import MODELS, Base, User
-from ..integrations.support import create_tables
-
-OUTBOX = outbox_table(Base.metadata)
-
-
-class Users(BaseRepository[User]):
-    model = User
-
-
-@dataclass
-class Parts:
-    cache: Cache
-    users: Users
-    engine: Engine
+from ..integrations.models import MODELS, User
+from .hooked_sessions import Stack, hooked_stack
 
 
 @pytest.fixture
-def parts(postgres: Database) -> Iterator[Parts]:
-    engine = postgres.engine(
-        pool_size=1, max_overflow=0
-    )  # one connection: it must come back clean
-    create_tables(engine)
-    cache = Cache.from_url("memory://")
-    manager = InvalidationManager(cache, rules_from_models(MODELS))
-    relay = OutboxRelay(engine, manager, OUTBOX, grace=60)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    SessionInvalidation(manager, mode="strict", outbox=OUTBOX, relay=relay).install(sessions)
-    yield Parts(cache, Users(sessions, cache), engine)
-    relay.close()
-    manager.close()
-    engine.dispose()
+def parts(postgres: Database) -> Iterator[Stack]:
+    """The hooked stack on PostgreSQL with one connection: it must come back clean."""
+    rules = rules_from_models(MODELS)
+    with hooked_stack(postgres, "strict", rules, pool_size=1, max_overflow=0) as stack:
+        yield stack
 
 
-def test_an_insert_that_breaks_a_unique_key_is_a_conflict(parts: Parts) -> None:
+def test_an_insert_that_breaks_a_unique_key_is_a_conflict(parts: Stack) -> None:
     """A duplicate email raises ConflictError caused by the IntegrityError, and the next writes and reads work and are cached."""
     parts.users.add(id=1, email="ada@example.com", name="Ada")
     assert None is parts.users.get(2)
@@ -82,7 +52,7 @@ def test_an_insert_that_breaks_a_unique_key_is_a_conflict(parts: Parts) -> None:
 
 
 def test_an_update_that_breaks_a_unique_key_is_a_conflict_and_changes_nothing(
-    parts: Parts,
+    parts: Stack,
 ) -> None:
     """Moving a user onto another's email raises ConflictError; the row and its cached value stay as they were."""
     parts.users.add(id=1, email="ada@example.com", name="Ada")
@@ -100,7 +70,7 @@ def test_an_update_that_breaks_a_unique_key_is_a_conflict_and_changes_nothing(
     assert "Grace Hopper" == (parts.users.update(2, name="Grace Hopper")).name  # type: ignore[union-attr]
 
 
-def test_a_conflict_at_the_end_of_a_transaction_block_is_a_conflict(parts: Parts) -> None:
+def test_a_conflict_at_the_end_of_a_transaction_block_is_a_conflict(parts: Stack) -> None:
     """A duplicate added in the caller's own transaction() block surfaces as ConflictError when the block commits."""
     parts.users.add(id=1, email="ada@example.com", name="Ada")
 
@@ -111,7 +81,7 @@ def test_a_conflict_at_the_end_of_a_transaction_block_is_a_conflict(parts: Parts
     assert [1] == [user.id for user in parts.users.list()]
 
 
-def test_a_value_the_database_refuses_is_an_invalid_entity(parts: Parts) -> None:
+def test_a_value_the_database_refuses_is_an_invalid_entity(parts: Stack) -> None:
     """A name longer than its column raises InvalidEntityError caused by the DataError."""
     with pytest.raises(InvalidEntityError, match=r"^user: the database refused a value") as raised:
         parts.users.add(id=1, email="ada@example.com", name="A" * 500)
@@ -120,7 +90,7 @@ def test_a_value_the_database_refuses_is_an_invalid_entity(parts: Parts) -> None
     assert [] == parts.users.list()
 
 
-def test_any_other_database_error_is_a_database_error(parts: Parts) -> None:
+def test_any_other_database_error_is_a_database_error(parts: Stack) -> None:
     """A statement the database rejects inside transaction() raises DatabaseError with the cause, and the connection serves the next call."""
     with pytest.raises(DatabaseError, match=r"^user: ProgrammingError") as raised:
         with parts.users.transaction() as session:
