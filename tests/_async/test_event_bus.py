@@ -100,7 +100,8 @@ def test_a_transport_belongs_to_one_bus() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"handler_timeout": 0}, "handler_timeout must be a positive number of seconds, not 0"),
+        ({"handler_timeout": 0}, r"handler_timeout must be a positive number of seconds, .*not 0"),
+        ({"handler_timeout": float("inf")}, r"handler_timeout must be .*not inf"),
         ({"transport": object()}, "transport must be an AsyncEventTransport, not object"),
     ],
 )

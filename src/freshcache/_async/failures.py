@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from freshcache._async.cache import AsyncCache
+from freshcache._durations import Seconds, seconds
 from freshcache._exceptions import BackendError, ConfigurationError
 from freshcache._invalidations import Invalidation
 from freshcache._kinds import require_kind
@@ -48,16 +49,16 @@ class AsyncRetryQueue:
         cache: AsyncCache,
         *,
         max_items: int = 100_000,
-        first_delay: float = 0.1,
-        max_delay: float = 1.0,
+        first_delay: Seconds = 0.1,
+        max_delay: Seconds = 1.0,
     ) -> None:
         require_kind(cache, AsyncCache, "AsyncRetryQueue")
         if max_items < 1:
             raise ConfigurationError(f"max_items must be at least 1, not {max_items}")
         self.cache = cache
         self.max_items = max_items
-        self.first_delay = first_delay
-        self.max_delay = max_delay
+        self.first_delay = seconds("first_delay", first_delay)
+        self.max_delay = seconds("max_delay", max_delay)
         self.overflows = 0
         self.on_applied: Callable[[Invalidation], Awaitable[None]] | None = None
         # Each item with the number it was (last) queued under: a drain removes an item only

@@ -19,6 +19,7 @@ from typing import Any
 from freshcache._sync.cache import Cache
 from freshcache._sync.failures import FailureSink, RetryQueue
 from freshcache._calls import invoke
+from freshcache._durations import Seconds, seconds
 from freshcache._entries import new_token
 from freshcache._exceptions import BackendError, ConfigurationError
 from freshcache._invalidations import EntityChange, Invalidation, PendingWrite
@@ -42,9 +43,9 @@ class InvalidationManager:
         rules: Rules | None = None,
         *,
         retries: int = 2,
-        backoff: float = 0.05,
-        max_backoff: float = 1.0,
-        pending_ttl: float = 60.0,
+        backoff: Seconds = 0.05,
+        max_backoff: Seconds = 1.0,
+        pending_ttl: Seconds = 60.0,
         failure_sink: FailureSink | None = None,
         raise_on_failure: bool = False,
     ) -> None:
@@ -55,10 +56,9 @@ class InvalidationManager:
             )
         if retries < 0:
             raise ConfigurationError(f"retries must be zero or more, not {retries}")
-        if not pending_ttl > 0:
-            raise ConfigurationError(
-                f"pending_ttl must be a positive number of seconds, not {pending_ttl}"
-            )
+        backoff = seconds("backoff", backoff, zero_allowed=True)
+        max_backoff = seconds("max_backoff", max_backoff, zero_allowed=True)
+        pending_ttl = seconds("pending_ttl", pending_ttl)
         self.cache = cache
         self.rules = rules if rules is not None else Rules()
         self.retries = retries
@@ -157,14 +157,16 @@ class InvalidationManager:
 
     # Two phases (strict mode)
 
-    def begin(self, tags: Iterable[str], *, ttl: float | None = None) -> PendingWrite:
+    def begin(self, tags: Iterable[str], *, ttl: Seconds | None = None) -> PendingWrite:
         """Hold ``tags`` pending before a commit: readers bypass them, fills are refused."""
         tag_list = validate_tags(tags)
         token = new_token()
         if not tag_list:
             return PendingWrite(token, (), True)
         try:
-            self.cache.mark_pending(tag_list, token=token, ttl=ttl or self.pending_ttl)
+            self.cache.mark_pending(
+                tag_list, token=token, ttl=self.pending_ttl if ttl is None else seconds("ttl", ttl)
+            )
         except BackendError as exc:
             # The write goes on; its commit invalidates (or queues) as in commit mode.
             log.warning("could not mark %d tags pending: %s", len(tag_list), exc)

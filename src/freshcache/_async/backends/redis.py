@@ -17,6 +17,7 @@ import redis.asyncio.retry
 import redis.backoff
 
 from freshcache._async.backends.base import AsyncBackend
+from freshcache._durations import Seconds, seconds
 from freshcache._entries import (
     MISSING,
     PENDING_VERSION,
@@ -56,15 +57,14 @@ class AsyncRedisBackend(AsyncBackend):
         namespace: str = "fc",
         serializer: Serializer | str = "json",
         pickle_key: bytes | str | None = None,
-        tag_ttl: float = 86_400.0,
+        tag_ttl: Seconds = 86_400.0,
         owns_client: bool = False,
     ) -> None:
         require_kind(client, (redis.asyncio.Redis, redis.asyncio.RedisCluster), "AsyncRedisBackend")
         keys = RedisKeys(namespace)
         if isinstance(serializer, str):
             serializer = get_serializer(serializer, key=pickle_key)
-        if not tag_ttl > 0:
-            raise ConfigurationError(f"tag_ttl must be a positive number of seconds, not {tag_ttl}")
+        tag_ttl = seconds("tag_ttl", tag_ttl)
         self.client = client
         self.namespace = namespace
         self.serializer = serializer

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, overload
 
 from freshcache._async.events.transports.base import AsyncEventTransport
 from freshcache._async.events.transports.memory import AsyncMemoryTransport
+from freshcache._durations import Seconds, seconds
 from freshcache._events import Event, EventMetrics, EventTypes, InvalidEventError
 from freshcache._exceptions import ConfigurationError
 from freshcache._handlers import Handler, HandlerTimeout, async_call_handler, async_check_handler
@@ -40,12 +41,9 @@ class AsyncEventBus:
         transport: AsyncEventTransport | None = None,
         *,
         source: str = "",
-        handler_timeout: float = 5.0,
+        handler_timeout: Seconds = 5.0,
     ) -> None:
-        if not handler_timeout > 0:
-            raise ConfigurationError(
-                f"handler_timeout must be a positive number of seconds, not {handler_timeout}"
-            )
+        handler_timeout = seconds("handler_timeout", handler_timeout)
         if transport is None:
             transport = AsyncMemoryTransport()
         if not isinstance(transport, AsyncEventTransport):

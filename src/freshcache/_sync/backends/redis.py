@@ -18,6 +18,7 @@ import redis.retry
 import redis.backoff
 
 from freshcache._sync.backends.base import Backend
+from freshcache._durations import Seconds, seconds
 from freshcache._entries import (
     MISSING,
     PENDING_VERSION,
@@ -57,15 +58,14 @@ class RedisBackend(Backend):
         namespace: str = "fc",
         serializer: Serializer | str = "json",
         pickle_key: bytes | str | None = None,
-        tag_ttl: float = 86_400.0,
+        tag_ttl: Seconds = 86_400.0,
         owns_client: bool = False,
     ) -> None:
         require_kind(client, (redis.Redis, redis.RedisCluster), "RedisBackend")
         keys = RedisKeys(namespace)
         if isinstance(serializer, str):
             serializer = get_serializer(serializer, key=pickle_key)
-        if not tag_ttl > 0:
-            raise ConfigurationError(f"tag_ttl must be a positive number of seconds, not {tag_ttl}")
+        tag_ttl = seconds("tag_ttl", tag_ttl)
         self.client = client
         self.namespace = namespace
         self.serializer = serializer

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, overload
 
 from freshcache._sync.events.transports.base import EventTransport
 from freshcache._sync.events.transports.memory import MemoryTransport
+from freshcache._durations import Seconds, seconds
 from freshcache._events import Event, EventMetrics, EventTypes, InvalidEventError
 from freshcache._exceptions import ConfigurationError
 from freshcache._handlers import Handler, HandlerTimeout, call_handler, check_handler
@@ -41,12 +42,9 @@ class EventBus:
         transport: EventTransport | None = None,
         *,
         source: str = "",
-        handler_timeout: float = 5.0,
+        handler_timeout: Seconds = 5.0,
     ) -> None:
-        if not handler_timeout > 0:
-            raise ConfigurationError(
-                f"handler_timeout must be a positive number of seconds, not {handler_timeout}"
-            )
+        handler_timeout = seconds("handler_timeout", handler_timeout)
         if transport is None:
             transport = MemoryTransport()
         if not isinstance(transport, EventTransport):

@@ -40,6 +40,7 @@ import redis.backoff
 
 from freshcache import _synchronization
 from freshcache._sync.events.transports.base import EventTransport, check_max_deliveries
+from freshcache._durations import Seconds, seconds
 from freshcache._events import DeadLetter, Event, InvalidEventError
 from freshcache._exceptions import BackendError, ConfigurationError
 from freshcache._keys import validate_key
@@ -85,9 +86,9 @@ class RedisStreamsTransport(EventTransport):
         consumer: str | None = None,
         max_len: int = 100_000,
         max_deliveries: int = 5,
-        redeliver_after: float = 30.0,
+        redeliver_after: Seconds = 30.0,
         batch: int = 100,
-        block: float = 0.1,
+        block: Seconds = 0.1,
         start_at: str = "$",
         owns_client: bool = False,
     ) -> None:
@@ -103,11 +104,8 @@ class RedisStreamsTransport(EventTransport):
             )
         if max_len < 1:
             raise ConfigurationError(f"max_len must be at least 1, not {max_len}")
-        for what, seconds in (("redeliver_after", redeliver_after), ("block", block)):
-            if not seconds > 0:
-                raise ConfigurationError(
-                    f"{what} must be a positive number of seconds, not {seconds}"
-                )
+        redeliver_after = seconds("redeliver_after", redeliver_after)
+        block = seconds("block", block)
         if batch < 1:
             raise ConfigurationError(f"batch must be at least 1, not {batch}")
         self.client = client

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from freshcache._async.events.bus import AsyncEventBus
 from freshcache._async.manager import AsyncInvalidationManager
+from freshcache._durations import Seconds, seconds
 from freshcache._exceptions import ConfigurationError, FreshcacheError
 from freshcache._kinds import require_kind
 from freshcache._synchronization import AsyncBackgroundTask, AsyncEvent
@@ -47,8 +48,8 @@ class AsyncOutboxRelay:
         manager: AsyncInvalidationManager,
         table: Table,
         *,
-        grace: float = 5.0,
-        interval: float = 0.5,
+        grace: Seconds = 5.0,
+        interval: Seconds = 0.5,
         batch_size: int = 1000,
         bus: AsyncEventBus | None = None,
     ) -> None:
@@ -56,10 +57,10 @@ class AsyncOutboxRelay:
         require_kind(manager, AsyncInvalidationManager, "AsyncOutboxRelay")
         if bus is not None:
             require_kind(bus, AsyncEventBus, "AsyncOutboxRelay")
-        if not grace >= 0 or not interval > 0 or batch_size < 1:
-            raise ConfigurationError(
-                f"relay needs grace >= 0, interval > 0 and batch_size >= 1 (got {grace}, {interval}, {batch_size})"
-            )
+        grace = seconds("grace", grace, zero_allowed=True)
+        interval = seconds("interval", interval)
+        if batch_size < 1:
+            raise ConfigurationError(f"relay needs batch_size >= 1, not {batch_size}")
         self.engine = engine
         self.manager = manager
         self.table = table

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from freshcache._sync.events.bus import EventBus
 from freshcache._sync.manager import InvalidationManager
+from freshcache._durations import Seconds, seconds
 from freshcache._exceptions import ConfigurationError, FreshcacheError
 from freshcache._kinds import require_kind
 from freshcache._synchronization import BackgroundTask, Event
@@ -48,8 +49,8 @@ class OutboxRelay:
         manager: InvalidationManager,
         table: Table,
         *,
-        grace: float = 5.0,
-        interval: float = 0.5,
+        grace: Seconds = 5.0,
+        interval: Seconds = 0.5,
         batch_size: int = 1000,
         bus: EventBus | None = None,
     ) -> None:
@@ -57,10 +58,10 @@ class OutboxRelay:
         require_kind(manager, InvalidationManager, "OutboxRelay")
         if bus is not None:
             require_kind(bus, EventBus, "OutboxRelay")
-        if not grace >= 0 or not interval > 0 or batch_size < 1:
-            raise ConfigurationError(
-                f"relay needs grace >= 0, interval > 0 and batch_size >= 1 (got {grace}, {interval}, {batch_size})"
-            )
+        grace = seconds("grace", grace, zero_allowed=True)
+        interval = seconds("interval", interval)
+        if batch_size < 1:
+            raise ConfigurationError(f"relay needs batch_size >= 1, not {batch_size}")
         self.engine = engine
         self.manager = manager
         self.table = table
