@@ -20,10 +20,12 @@ def test_all_is_complete() -> None:
         assert getattr(freshcache, name) is not None
 
 
-def test_redis_backends_load_on_first_use() -> None:
-    """The Redis backends are reachable from the package without importing redis up front."""
-    assert "AsyncRedisBackend" == freshcache.AsyncRedisBackend.__name__  # type: ignore[attr-defined]
-    assert "RedisBackend" == freshcache.RedisBackend.__name__  # type: ignore[attr-defined]
+def test_redis_classes_load_on_first_use() -> None:
+    """The Redis backends and transports are reachable from the package without importing redis up front."""
+    assert "AsyncRedisBackend" == freshcache.AsyncRedisBackend.__name__
+    assert "RedisBackend" == freshcache.RedisBackend.__name__
+    assert "AsyncRedisStreamsTransport" == freshcache.AsyncRedisStreamsTransport.__name__
+    assert "RedisStreamsTransport" == freshcache.RedisStreamsTransport.__name__
 
 
 def test_sync_classes_are_real_sync_code() -> None:

@@ -1,5 +1,7 @@
 """freshcache: cache-aside caching whose invalidation is correct by construction."""
 
+import typing
+
 from freshcache._async.backends.base import AsyncBackend
 from freshcache._async.backends.memory import AsyncMemoryBackend
 from freshcache._async.cache import AsyncCache, AsyncCachedFunction
@@ -129,31 +131,38 @@ __all__ += [
 ]
 __all__.sort()  # one sorted list, as tests/test_public_api.py checks
 
+if typing.TYPE_CHECKING:
+    # What ``__getattr__`` hands out on first use, typed for mypy as the classes they are
+    # (``X as X``: a re-export, under strict mypy's no_implicit_reexport).
+    from freshcache._async.backends.redis import AsyncRedisBackend as AsyncRedisBackend
+    from freshcache._async.events.transports.redis_streams import (
+        AsyncRedisStreamsTransport as AsyncRedisStreamsTransport,
+    )
+    from freshcache._sync.backends.redis import RedisBackend as RedisBackend
+    from freshcache._sync.events.transports.redis_streams import (
+        RedisStreamsTransport as RedisStreamsTransport,
+    )
+
+
+# The Redis classes need the optional redis package: imported on first use.
+_ON_FIRST_USE = {
+    "AsyncRedisBackend": "freshcache._async.backends.redis",
+    "AsyncRedisStreamsTransport": "freshcache._async.events.transports.redis_streams",
+    "RedisBackend": "freshcache._sync.backends.redis",
+    "RedisStreamsTransport": "freshcache._sync.events.transports.redis_streams",
+}
+
 
 def __getattr__(name: str) -> object:
-    # The Redis transports need the optional redis package: imported on first use.
-    if name == "AsyncRedisStreamsTransport":
-        from freshcache._async.events.transports.redis_streams import AsyncRedisStreamsTransport
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'freshcache' has no attribute {name!r}")
+    import importlib
 
-        return AsyncRedisStreamsTransport
-    if name == "RedisStreamsTransport":
-        from freshcache._sync.events.transports.redis_streams import RedisStreamsTransport
+    from freshcache._extras import missing_extra
 
-        return RedisStreamsTransport
-    # The Redis backends need the optional redis package: imported on first use.
-    if name in ("AsyncRedisBackend", "RedisBackend"):
-        from freshcache._extras import missing_extra
-
-        try:
-            import redis  # noqa: F401 - only to name the extra when it is missing
-        except ImportError as exc:
-            raise missing_extra(exc, "redis", f"freshcache.{name}") from exc
-    if name == "AsyncRedisBackend":
-        from freshcache._async.backends.redis import AsyncRedisBackend
-
-        return AsyncRedisBackend
-    if name == "RedisBackend":
-        from freshcache._sync.backends.redis import RedisBackend
-
-        return RedisBackend
-    raise AttributeError(f"module 'freshcache' has no attribute {name!r}")
+    try:
+        import redis  # noqa: F401 - only to name the extra when it is missing
+    except ImportError as exc:
+        raise missing_extra(exc, "redis", f"freshcache.{name}") from exc
+    return getattr(importlib.import_module(module), name)

@@ -71,8 +71,7 @@ def event_bus(settings: Settings, cache: AsyncCache) -> AsyncEventBus:
     source = f"freshcache-app:{socket.gethostname()}:{os.getpid()}"
     if settings.events == "memory":
         return AsyncEventBus(source=source)
-    from freshcache._async.backends.redis import AsyncRedisBackend
-    from freshcache._async.events.transports.redis_streams import AsyncRedisStreamsTransport
+    from freshcache import AsyncRedisBackend, AsyncRedisStreamsTransport
 
     if not isinstance(cache.backend, AsyncRedisBackend):
         raise ConfigurationError(

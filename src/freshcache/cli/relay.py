@@ -128,8 +128,7 @@ def _events_bus(url: str | None, namespace: str) -> Any:
     """A bus publishing to the Redis stream at ``url``; without one, rows carrying events wait."""
     if not url:
         return None
-    from freshcache import EventBus
-    from freshcache._sync.events.transports.redis_streams import RedisStreamsTransport
+    from freshcache import EventBus, RedisStreamsTransport
 
     return EventBus(RedisStreamsTransport.from_url(url, service="relay", namespace=namespace))
 
