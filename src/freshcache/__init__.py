@@ -4,6 +4,7 @@ import typing
 
 from freshcache._async.backends.base import AsyncBackend
 from freshcache._async.backends.memory import AsyncMemoryBackend
+from freshcache._async.backends.null import AsyncNullBackend
 from freshcache._async.cache import AsyncCache, AsyncCachedFunction
 from freshcache._async.failures import AsyncFailureSink, AsyncRetryQueue
 from freshcache._async.manager import (
@@ -39,6 +40,7 @@ from freshcache._serializers import (
 )
 from freshcache._sync.backends.base import Backend
 from freshcache._sync.backends.memory import MemoryBackend
+from freshcache._sync.backends.null import NullBackend
 from freshcache._sync.cache import Cache, CachedFunction
 from freshcache._sync.failures import FailureSink, RetryQueue
 from freshcache._sync.manager import EntityInvalidator, InvalidationBatch, InvalidationManager
@@ -54,6 +56,7 @@ __all__ = [
     "AsyncInvalidationBatch",
     "AsyncInvalidationManager",
     "AsyncMemoryBackend",
+    "AsyncNullBackend",
     "AsyncRetryQueue",
     "Backend",
     "BackendError",
@@ -82,6 +85,7 @@ __all__ = [
     "ManagerMetrics",
     "MemoryBackend",
     "MsgpackSerializer",
+    "NullBackend",
     "PENDING_VERSION",
     "PendingWrite",
     "Relation",

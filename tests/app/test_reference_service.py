@@ -300,17 +300,22 @@ def test_deleting_a_user_drops_their_cached_challenges_and_standing(client: Test
 
 
 def test_caching_off_reads_the_database_every_time(tmp_path: Path) -> None:
-    """With cache_url none no read is answered by the cache, and every read is fresh."""
+    """With cache_url none (the null backend) no read is a hit, each one loads, and health and metrics answer as ever."""
     with TestClient(
         create_app(Settings(data_dir=tmp_path, seed=False, cache_url="none"))
     ) as client:
+        assert "none" == client.app.state.service.cache.backend.name  # type: ignore[attr-defined]
         ada = user(client)
         path = f"/api/users/{ada['id']}"
-        client.get(path)
-        client.get(path)
+        before = cache_counts(client)
+        for read in (path, path, f"{path}/progress", f"{path}/progress", "/api/leaderboard"):
+            assert 200 == client.get(read).status_code
+        # A progress read loads the user, then the aggregate: 2 + 2 * 2 + 1 loads.
+        assert {"hits": 0, "loads": before["loads"] + 7} == cache_counts(client)
         assert 200 == client.patch(path, json={"name": "Ada L."}).status_code
         assert "Ada L." == client.get(path).json()["name"]
-        assert 0 == cache_counts(client)["hits"]
+        health = client.get("/api/system/health")
+        assert (200, "up") == (health.status_code, health.json()["components"]["cache"]["status"])
 
 
 def test_events_through_redis_streams_invalidate_too(

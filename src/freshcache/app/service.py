@@ -30,13 +30,6 @@ from freshcache.app.settings import Settings
 from freshcache.integrations.sqlalchemy import AsyncOutboxRelay, SessionInvalidation
 
 
-class UncachedCache(AsyncCache):
-    """``FRESHCACHE_CACHE_URL=none``: every read goes to the database, to compare against."""
-
-    async def get_or_load(self, key: str, loader: Any, **options: Any) -> Any:
-        return await loader()
-
-
 @dataclass
 class Service:
     settings: Settings
@@ -90,11 +83,7 @@ def build(settings: Settings) -> Service:
     if settings.database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = database_engine(settings.database_url)
-    cache = (
-        AsyncCache.from_url(settings.cache_url)
-        if settings.caching
-        else UncachedCache.from_url("memory://")
-    )
+    cache = AsyncCache.from_url(settings.cache_url)  # "none": a backend that stores nothing
     manager = AsyncInvalidationManager(cache, service_rules())
     bus = event_bus(settings, cache)
     relay = AsyncOutboxRelay(engine, manager, OUTBOX, bus=bus)

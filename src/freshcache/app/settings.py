@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     )
     cache_url: str = Field(
         default="memory://",
-        description="Cache URL: memory:// (one process) or redis://host:port/db; none turns caching off.",
+        description="Cache URL: memory:// (one process), redis://host:port/db, or none "
+        "(caching off: a backend that stores nothing).",
     )
     consistency: Literal["strict", "commit"] = Field(
         default="strict",
@@ -47,7 +48,3 @@ class Settings(BaseSettings):
         if self.database_url is None:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'freshcache.db'}"
         return self
-
-    @property
-    def caching(self) -> bool:
-        return self.cache_url.strip().lower() != "none"

@@ -25,25 +25,36 @@ def backend_options(url: str) -> frozenset[str]:
     scheme = _scheme(url)
     if scheme == "memory":
         return MEMORY_OPTIONS
+    if scheme == "none":
+        return frozenset()
     if scheme in REDIS_SCHEMES:
         return REDIS_OPTIONS
     raise ConfigurationError(
-        f"unknown cache URL scheme {scheme!r} in {url!r}; use memory://, redis://, rediss:// or unix://"
+        f"unknown cache URL scheme {scheme!r} in {url!r}; "
+        "use memory://, redis://, rediss://, unix:// or none"
     )
 
 
 def backend_from_url(url: str, **options: Any) -> Backend:
-    """``memory://[?max_entries=N&max_bytes=N]`` or ``redis://``, ``rediss://``, ``unix://``."""
+    """``memory://[?max_entries=N&max_bytes=N]``, ``redis://``, ``rediss://``, ``unix://``, ``none``.
+
+    ``none`` (or ``none://``) is the backend that stores nothing: caching off.
+    """
     accepted = backend_options(url)
     unknown = set(options) - accepted
     if unknown:
         raise ConfigurationError(
-            f"{_scheme(url)}:// takes {listed(accepted)}; got {listed(unknown)}"
+            f"{_scheme(url)}:// takes {listed(accepted) or 'no option'}; got {listed(unknown)}"
         )
     if _scheme(url) == "memory":
         from freshcache._sync.backends.memory import MemoryBackend
 
         return MemoryBackend(**{**_memory_sizes(url), **options})
+    if _scheme(url) == "none":
+        from freshcache._sync.backends.null import NullBackend
+
+        _check_bare(url)
+        return NullBackend()
     try:
         from freshcache._sync.backends.redis import RedisBackend
     except ImportError:  # pragma: no cover - depends on the environment
@@ -54,11 +65,18 @@ def backend_from_url(url: str, **options: Any) -> Backend:
 
 
 def _scheme(url: str) -> str:
+    if isinstance(url, str) and url.strip().lower() == "none":
+        return "none"
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
             f"cache URL must look like memory:// or redis://host:port/db, not {url!r}"
         )
     return urlsplit(url).scheme
+
+
+def _check_bare(url: str) -> None:
+    if url.strip().lower() != "none" and urlsplit(url)[1:] != ("", "", "", ""):
+        raise ConfigurationError(f"none:// takes no host, path or option: {url!r}")
 
 
 def _memory_sizes(url: str) -> dict[str, int]:
