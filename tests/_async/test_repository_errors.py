@@ -97,3 +97,64 @@ async def test_any_other_database_error_is_a_database_error(parts: Stack) -> Non
 
     assert isinstance(raised.value.__cause__, ProgrammingError)
     assert "Ada" == (await parts.users.add(id=1, email="ada@example.com", name="Ada")).name
+
+
+# What the client did not cause: an IntegrityError from the outbox, on either database
+
+# A real refusal of the outbox's insert, the statement after the entity's own. PostgreSQL
+# names the outbox as the table whose constraint refused; SQLite's trigger names no table.
+REFUSE_THE_OUTBOX = {
+    "postgresql": [
+        "alter table freshcache_outbox add constraint refuse_writes check (false) not valid"
+    ],
+    "sqlite": [
+        "create trigger refuse_writes before insert on freshcache_outbox "
+        "begin select raise(abort, 'outbox refused'); end"
+    ],
+}
+ALLOW_THE_OUTBOX = {
+    "postgresql": ["alter table freshcache_outbox drop constraint refuse_writes"],
+    "sqlite": ["drop trigger refuse_writes"],
+}
+
+
+@pytest.fixture
+async def stack(database: Database) -> AsyncIterator[Stack]:
+    """The hooked stack on SQLite and on PostgreSQL."""
+    async with hooked_stack(database, "strict", rules_from_models(MODELS)) as stack:
+        yield stack
+
+
+async def execute(stack: Stack, statements: list[str]) -> None:
+    async with stack.engine.begin() as connection:
+        for statement in statements:
+            await connection.execute(text(statement))
+
+
+async def test_an_outbox_insert_refused_is_a_database_error_not_a_conflict(stack: Stack) -> None:
+    """The outbox's insert refused by an IntegrityError raises DatabaseError (a 503), not ConflictError, and writes nothing."""
+    await stack.users.add(id=1, email="ada@example.com", name="Ada")
+    await execute(stack, REFUSE_THE_OUTBOX[stack.database.kind])
+
+    with pytest.raises(DatabaseError, match=r"^user: the database refused the write for") as raised:
+        await stack.users.update(1, name="Changed")
+
+    assert not isinstance(raised.value, ConflictError)
+    assert isinstance(raised.value.__cause__, IntegrityError)
+    assert "Ada" == (await stack.users.get(1)).name  # type: ignore[union-attr]
+    await execute(stack, ALLOW_THE_OUTBOX[stack.database.kind])
+    assert "Changed" == (await stack.users.update(1, name="Changed")).name  # type: ignore[union-attr]
+
+
+async def test_the_clients_own_violations_are_conflicts_on_either_database(stack: Stack) -> None:
+    """A duplicate email and a challenge of a user that does not exist are ConflictErrors on SQLite and PostgreSQL."""
+    await stack.users.add(id=1, email="ada@example.com", name="Ada")
+
+    with pytest.raises(ConflictError) as duplicate:
+        await stack.users.add(id=2, email="ada@example.com", name="Impostor")
+    with pytest.raises(ConflictError) as orphan:
+        await stack.challenges.add(id=1, user_id=404, title="Orphan")
+
+    assert isinstance(duplicate.value.__cause__, IntegrityError)
+    assert isinstance(orphan.value.__cause__, IntegrityError)
+    assert [] == await stack.challenges.list()

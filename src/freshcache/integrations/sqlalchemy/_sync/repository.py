@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import CheckConstraint, select
 
 from freshcache._sync.cache import Cache
 from freshcache._events import Event
@@ -41,6 +41,7 @@ from freshcache.integrations.sqlalchemy._models import (
     writers_of,
 )
 from freshcache.integrations.sqlalchemy._orm import Session, sessionmaker
+from freshcache.integrations.sqlalchemy._outbox import OUTBOX_TABLE
 from freshcache.integrations.sqlalchemy._values import from_cached, to_cached
 
 M = TypeVar("M")
@@ -90,10 +91,22 @@ class BaseRepository(Generic[M]):
         self._bulk_tag = scheme.bulk
         # A list filtered by one foreign key is cached under the parent's list tag.
         self._list_tags = {key: Template(text, kind="tag") for key, text in scheme.lists.items()}
+        installed = hooks_of(sessions)
         # The hooks on these sessions that publish events: each write adds its event to them.
-        self._publishers = [hooks for hooks in hooks_of(sessions) if hooks.bus is not None]
+        self._publishers = [hooks for hooks in installed if hooks.bus is not None]
         if self._publishers:
             register_entity_events(self.entity_type)
+        # A constraint of these tables refusing a write is the client's conflict; one of the
+        # outbox (the write's own bookkeeping) is the database's failure.
+        tables = mapper.registry.metadata.tables.values()
+        outboxes = {OUTBOX_TABLE} | {h.outbox.name for h in installed if h.outbox is not None}
+        self._entity_tables = frozenset(table.name for table in tables) - outboxes
+        self._checks = {
+            constraint.name: table.name
+            for table in tables
+            for constraint in table.constraints
+            if isinstance(constraint, CheckConstraint) and isinstance(constraint.name, str)
+        }
 
     # Reads
 
@@ -182,11 +195,12 @@ class BaseRepository(Generic[M]):
     def transaction(self) -> Iterator[Session]:
         """A session in a transaction, committed on a clean exit; the cache is invalidated after the commit.
 
-        The database's errors leave it as freshcache's: a unique key violated is a
-        :class:`ConflictError`, a value refused an :class:`InvalidEntityError`, anything
-        else a :class:`DatabaseError`; the transaction is rolled back.
+        The database's errors leave it as freshcache's: a constraint of the entity tables
+        violated (a unique key, a foreign key) is a :class:`ConflictError`, a value refused
+        an :class:`InvalidEntityError`, anything else (the outbox's insert refused
+        included) a :class:`DatabaseError`; the transaction is rolled back.
         """
-        with database_errors(self.entity_type):
+        with database_errors(self.entity_type, self._entity_tables, self._checks):
             with self.sessions() as session, session.begin():
                 yield session
 
