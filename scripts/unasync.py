@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 SUBSTITUTIONS = [
-    (r"from freshcache\._async", "from freshcache._sync"),
+    (r"from freshcache\.((?:integrations\.sqlalchemy\.)?)_async", r"from freshcache.\1_sync"),
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAwaitable\[([^\]]+)\]", r"\1"),
     (r"\bAsync([A-Z][A-Za-z]*)", r"\1"),

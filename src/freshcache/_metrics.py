@@ -193,6 +193,12 @@ RELAY_METRICS: tuple[Metric, ...] = (
         "Domain events in outbox rows that could not be read (logged whole, not published).",
         "freshcache_outbox_unreadable_events",
     ),
+    Metric(
+        "relay_leader",
+        "gauge",
+        "1 when this process's relay scans for stale rows (elected, or not electing), 0 standing by.",
+        "freshcache_outbox_relay_leader",
+    ),
 )
 
 EVENT_METRICS: tuple[Metric, ...] = (

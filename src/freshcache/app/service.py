@@ -86,7 +86,9 @@ def build(settings: Settings) -> Service:
     cache = AsyncCache.from_url(settings.cache_url)  # "none": a backend that stores nothing
     manager = AsyncInvalidationManager(cache, service_rules())
     bus = event_bus(settings, cache)
-    relay = AsyncOutboxRelay(engine, manager, OUTBOX, bus=bus)
+    relay = AsyncOutboxRelay(
+        engine, manager, OUTBOX, bus=bus, elect=True
+    )  # one relay per database scans
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     SessionInvalidation(
         manager, mode=settings.consistency, outbox=OUTBOX, relay=relay, bus=bus

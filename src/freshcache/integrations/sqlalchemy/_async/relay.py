@@ -10,6 +10,11 @@ before the rows are deleted: if publishing fails the rows stay too. Applying a r
 is harmless: a tag invalidated twice is invalidated, and an event published twice keeps
 its id, so consumers (the invalidation handlers, for one) recognise the redelivery.
 A relay without a bus leaves rows that carry events to one that has a bus.
+
+With ``elect=True`` the relays of one outbox on PostgreSQL elect one of them to scan for
+stale rows (:mod:`.election`); the others still delete the rows they applied themselves,
+and scan only for rows older than ``standby_grace``, in case the leader is alive but not
+relaying (stalled, or cut off from the cache).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from freshcache._durations import Seconds, seconds
 from freshcache._exceptions import ConfigurationError, FreshcacheError
 from freshcache._kinds import require_kind
 from freshcache._synchronization import AsyncBackgroundTask, AsyncEvent
+from freshcache.integrations.sqlalchemy._async.election import AsyncRelayElection
 from freshcache.integrations.sqlalchemy._errors import reason_of
 from freshcache.integrations.sqlalchemy._orm import AsyncEngine
 from freshcache.integrations.sqlalchemy._outbox import events_of_rows, retry_delay, tags_of_rows
@@ -52,6 +58,8 @@ class AsyncOutboxRelay:
         interval: Seconds = 0.5,
         batch_size: int = 1000,
         bus: AsyncEventBus | None = None,
+        elect: bool = False,
+        standby_grace: Seconds = 60.0,
     ) -> None:
         require_kind(engine, AsyncEngine, "AsyncOutboxRelay")
         require_kind(manager, AsyncInvalidationManager, "AsyncOutboxRelay")
@@ -59,6 +67,7 @@ class AsyncOutboxRelay:
             require_kind(bus, AsyncEventBus, "AsyncOutboxRelay")
         grace = seconds("grace", grace, zero_allowed=True)
         interval = seconds("interval", interval)
+        standby_grace = seconds("standby_grace", standby_grace, zero_allowed=True)
         if batch_size < 1:
             raise ConfigurationError(f"relay needs batch_size >= 1, not {batch_size}")
         self.engine = engine
@@ -68,6 +77,8 @@ class AsyncOutboxRelay:
         self.interval = interval
         self.batch_size = batch_size
         self.bus = bus
+        self.election = AsyncRelayElection(engine, table) if elect else None
+        self.standby_grace = standby_grace
         self.relayed_rows = 0
         self.relayed_events = 0
         self.unreadable_events = 0
@@ -97,7 +108,16 @@ class AsyncOutboxRelay:
     async def aclose(self, timeout: float = 5.0) -> None:
         self._closing.set()
         await self._worker.join(timeout)
-        await self.delete_applied()
+        try:
+            await self.delete_applied()
+        finally:
+            if self.election is not None:
+                await self.election.resign()
+
+    @property
+    def leading(self) -> bool:
+        """Whether this relay scans for stale rows: elected at its last pass, or not electing."""
+        return self.election is None or self.election.leading
 
     async def _run(self) -> None:
         delay = self.interval
@@ -120,12 +140,14 @@ class AsyncOutboxRelay:
     async def run_once(self) -> int:
         """Delete the applied rows, then apply stale ones until none is left; how many were applied.
 
-        Refreshes ``last_stats``, what metrics exporters read.
+        A relay that stands by applies only rows older than ``standby_grace``. Refreshes
+        ``last_stats``, what metrics exporters read.
         """
         await self.delete_applied()
+        standing_by = self.election is not None and not await self.election.campaign()
         relayed = 0
         while True:
-            count = await self.relay_stale()
+            count = await self.relay_stale(self.standby_grace if standing_by else None)
             relayed += count
             if count < self.batch_size:
                 break
@@ -147,13 +169,18 @@ class AsyncOutboxRelay:
         self.deleted_rows += len(ids)
         return len(ids)
 
-    async def relay_stale(self) -> int:
-        """Claim one batch of rows older than the grace period, invalidate, delete; how many."""
+    async def relay_stale(self, older_than: float | None = None) -> int:
+        """Claim one batch of rows older than the grace period (or ``older_than`` seconds),
+        invalidate, delete; how many."""
         table = self.table
+        if older_than is None:
+            # A trigger's row has no writer applying it: it need not wait out the grace.
+            stale = or_(table.c.created_at < time.time() - self.grace, table.c.source == "trigger")
+        else:
+            stale = table.c.created_at < time.time() - older_than
         query = (
             select(table.c.id, table.c.tags, table.c.events)
-            # A trigger's row has no writer applying it: it need not wait out the grace.
-            .where(or_(table.c.created_at < time.time() - self.grace, table.c.source == "trigger"))
+            .where(stale)
             .order_by(table.c.created_at)
             .limit(self.batch_size)
         )
@@ -221,4 +248,5 @@ class AsyncOutboxRelay:
             "failed_runs": self.failed_runs,
             "invalid_tags": self.invalid_tags,
             "unreadable_rows": self.unreadable_rows,
+            "relay_leader": 1 if self.leading else 0,
         }
