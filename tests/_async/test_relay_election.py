@@ -96,7 +96,7 @@ async def test_a_leader_whose_connection_is_killed_stands_down(postgres: Databas
 async def test_a_standby_applies_what_a_silent_leader_leaves_past_its_standby_grace(
     postgres: Database,
 ) -> None:
-    """A leader that holds the lead but does not relay delays rows only until the standby grace."""
+    """A leader that holds the lead but does not relay delays rows only until the standby grace; a standby scans twice per standby grace."""
     cache = AsyncCache.from_url("memory://")
     async with (
         elected_relay(postgres, cache) as leader,
@@ -113,6 +113,9 @@ async def test_a_standby_applies_what_a_silent_leader_leaves_past_its_standby_gr
         assert (False, 1) == (standby.leading, leader.last_stats["relay_leader"])
         assert {"b": 2} == await cache.get_many(["a", "b"])
         assert 1 == await async_count_rows(standby.engine, OUTBOX)
+        await plant(standby, "user:3", age=60)
+        assert 0 == await standby.run_once()  # its next scan is due in standby_grace / 2
+        assert 2 == await async_count_rows(standby.engine, OUTBOX)
 
 
 async def test_another_outbox_elects_its_own_relay(postgres: Database) -> None:

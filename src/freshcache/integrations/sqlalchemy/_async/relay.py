@@ -13,8 +13,8 @@ A relay without a bus leaves rows that carry events to one that has a bus.
 
 With ``elect=True`` the relays of one outbox on PostgreSQL elect one of them to scan for
 stale rows (:mod:`.election`); the others still delete the rows they applied themselves,
-and scan only for rows older than ``standby_grace``, in case the leader is alive but not
-relaying (stalled, or cut off from the cache).
+and scan only for rows older than ``standby_grace`` (twice per that time), in case the
+leader is alive but not relaying (stalled, or cut off from the cache).
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class AsyncOutboxRelay:
         self.bus = bus
         self.election = AsyncRelayElection(engine, table) if elect else None
         self.standby_grace = standby_grace
+        self._next_standby_scan = 0.0
         self.relayed_rows = 0
         self.relayed_events = 0
         self.unreadable_events = 0
@@ -144,10 +145,17 @@ class AsyncOutboxRelay:
         ``last_stats``, what metrics exporters read.
         """
         await self.delete_applied()
-        standing_by = self.election is not None and not await self.election.campaign()
+        older_than = None
+        if self.election is not None and not await self.election.campaign():
+            # Standing by: a scan for what a silent leader left, twice per standby grace.
+            if time.monotonic() < self._next_standby_scan:
+                self.last_stats = await self.stats()
+                return 0
+            self._next_standby_scan = time.monotonic() + self.standby_grace / 2
+            older_than = self.standby_grace
         relayed = 0
         while True:
-            count = await self.relay_stale(self.standby_grace if standing_by else None)
+            count = await self.relay_stale(older_than)
             relayed += count
             if count < self.batch_size:
                 break
