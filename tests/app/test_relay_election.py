@@ -44,9 +44,9 @@ def servers(
     }
     started = [Server(environment, tmp_path / "first.log")]
     try:
-        started[0].wait_healthy()  # the first creates the schema; the second finds it
+        started[0].wait_healthy(90)  # the first creates the schema; the second finds it
         started.append(Server(environment, tmp_path / "second.log"))
-        started[1].wait_healthy()
+        started[1].wait_healthy(90)
         yield started
     finally:
         for server in started:
@@ -101,7 +101,7 @@ def test_one_relay_leads_and_the_other_takes_over_when_it_is_killed(
 ) -> None:
     """Exactly one process relays a planted row; after SIGKILL of that one, the other leads and applies the next within the bound."""
     eventually(
-        lambda: sorted(relay_stats(server).get("relay_leader") for server in servers) == [0, 1],
+        lambda: sorted(relay_stats(server).get("relay_leader", -1) for server in servers) == [0, 1],
         15,
         "one leader and one standby",
     )
