@@ -36,7 +36,8 @@ def upper_bound(checked: int, inconsistent: int) -> float:
         return 1.0 - math.pow(1.0 - CONFIDENCE, 1.0 / checked)
     rate = inconsistent / checked
     spread = _Z * math.sqrt(rate * (1 - rate) / checked + _Z**2 / (4 * checked**2))
-    return min(1.0, (rate + _Z**2 / (2 * checked) + spread) / (1 + _Z**2 / checked))
+    wilson = (rate + _Z**2 / (2 * checked) + spread) / (1 + _Z**2 / checked)
+    return min(1.0, max(rate, wilson))  # rounding must not put it below what was seen
 
 
 def nines(rate: float) -> float:
