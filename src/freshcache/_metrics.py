@@ -237,7 +237,7 @@ MONITOR_METRICS: tuple[Metric, ...] = (
             "sampled": "Tags of the invalidations sampled for a consistency check.",
             "checked": "Sampled tags checked after the delay.",
             "inconsistent": "Checked tags found back at their version from before the invalidation: entries from before it were served.",
-            "skipped": "Sampled tags with no version before the invalidation: nothing cached under them to check.",
+            "skipped": "Sampled tags not checked: no version before the invalidation (nothing cached under them), or a strict write rolled back.",
             "dropped": "Sampled tags not checked because the check queue was full.",
             "errors": "Version reads of the monitor that failed (before an invalidation, or a check, retried).",
         },

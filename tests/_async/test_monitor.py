@@ -236,3 +236,49 @@ async def test_a_check_that_cannot_read_stays_queued(namespace: str) -> None:
         await cache.aclose()
     finally:
         server.remove()
+
+
+async def test_a_strict_write_is_checked_after_its_commit_and_not_after_a_rollback(
+    cache: AsyncCache,
+) -> None:
+    """A sampled strict write reads its versions before its marks; its commit is checked, its rollback (which restores them) is not."""
+    monitor = AsyncConsistencyMonitor(cache, rate=1.0, delay=3600)
+    manager = AsyncInvalidationManager(cache)
+    await cache.get_or_load("a", lambda: 1, tags=["committed"])
+    await cache.get_or_load("b", lambda: 1, tags=["rolled-back"])
+    old = (await cache.backend.tag_versions(["rolled-back"]))["rolled-back"]
+
+    committed = await manager.begin(["committed"])
+    rolled_back = await manager.begin(["rolled-back"])
+    await manager.commit(committed)
+    await manager.abort(rolled_back)
+    await monitor.drain()
+
+    snapshot = monitor.snapshot()
+    assert (2, 1, 1, 0) == (
+        snapshot["sampled"],
+        snapshot["checked"],
+        snapshot["skipped"],
+        snapshot["inconsistent"],
+    )
+    assert old == (await cache.backend.tag_versions(["rolled-back"]))["rolled-back"]
+    assert 1 == await cache.get("b")  # the rollback gave the version back: a hit, rightly
+    await manager.aclose()
+    await monitor.aclose()
+
+
+async def test_a_planted_version_after_a_strict_commit_is_caught(cache: AsyncCache) -> None:
+    """A tag's version from before a strict write, set again behind the library's back after the commit, is reported."""
+    monitor = AsyncConsistencyMonitor(cache, rate=1.0, delay=3600)
+    manager = AsyncInvalidationManager(cache)
+    await cache.get_or_load("user:1", lambda: "old", tags=["user:1"])
+    old = (await cache.backend.tag_versions(["user:1"]))["user:1"]
+    assert old is not None
+
+    await manager.commit(await manager.begin(["user:1"]))
+    await plant(cache, "user:1", "old", "user:1", old)
+    await monitor.drain()
+
+    assert (1, 1) == (monitor.snapshot()["checked"], monitor.snapshot()["inconsistent"])
+    await manager.aclose()
+    await monitor.aclose()

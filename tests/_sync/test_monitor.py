@@ -237,3 +237,49 @@ def test_a_check_that_cannot_read_stays_queued(namespace: str) -> None:
         cache.close()
     finally:
         server.remove()
+
+
+def test_a_strict_write_is_checked_after_its_commit_and_not_after_a_rollback(
+    cache: Cache,
+) -> None:
+    """A sampled strict write reads its versions before its marks; its commit is checked, its rollback (which restores them) is not."""
+    monitor = ConsistencyMonitor(cache, rate=1.0, delay=3600)
+    manager = InvalidationManager(cache)
+    cache.get_or_load("a", lambda: 1, tags=["committed"])
+    cache.get_or_load("b", lambda: 1, tags=["rolled-back"])
+    old = (cache.backend.tag_versions(["rolled-back"]))["rolled-back"]
+
+    committed = manager.begin(["committed"])
+    rolled_back = manager.begin(["rolled-back"])
+    manager.commit(committed)
+    manager.abort(rolled_back)
+    monitor.drain()
+
+    snapshot = monitor.snapshot()
+    assert (2, 1, 1, 0) == (
+        snapshot["sampled"],
+        snapshot["checked"],
+        snapshot["skipped"],
+        snapshot["inconsistent"],
+    )
+    assert old == (cache.backend.tag_versions(["rolled-back"]))["rolled-back"]
+    assert 1 == cache.get("b")  # the rollback gave the version back: a hit, rightly
+    manager.close()
+    monitor.close()
+
+
+def test_a_planted_version_after_a_strict_commit_is_caught(cache: Cache) -> None:
+    """A tag's version from before a strict write, set again behind the library's back after the commit, is reported."""
+    monitor = ConsistencyMonitor(cache, rate=1.0, delay=3600)
+    manager = InvalidationManager(cache)
+    cache.get_or_load("user:1", lambda: "old", tags=["user:1"])
+    old = (cache.backend.tag_versions(["user:1"]))["user:1"]
+    assert old is not None
+
+    manager.commit(manager.begin(["user:1"]))
+    plant(cache, "user:1", "old", "user:1", old)
+    monitor.drain()
+
+    assert (1, 1) == (monitor.snapshot()["checked"], monitor.snapshot()["inconsistent"])
+    manager.close()
+    monitor.close()

@@ -81,6 +81,9 @@ class AsyncCacheInvalidation:
         tag_list = validate_tags(tags)
         ttl = seconds("ttl", ttl)
         if tag_list:
+            monitor = self.monitor
+            if monitor is not None and monitor.take():
+                await monitor.hold(token, tag_list)  # the versions before: checked once committed
             await self.guard.call(lambda: self.backend.mark_pending(tag_list, token=token, ttl=ttl))
 
     async def clear_pending(self, tags: Iterable[str], *, token: str, committed: bool) -> None:
@@ -90,6 +93,8 @@ class AsyncCacheInvalidation:
             await self.guard.call(
                 lambda: self.backend.clear_pending(tag_list, token=token, committed=committed)
             )
+            if self.monitor is not None:
+                self.monitor.release(token, committed=committed)
 
     async def clear(self) -> None:
         """Remove every entry, version and lease of this cache's namespace."""

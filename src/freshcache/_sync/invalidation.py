@@ -82,6 +82,9 @@ class CacheInvalidation:
         tag_list = validate_tags(tags)
         ttl = seconds("ttl", ttl)
         if tag_list:
+            monitor = self.monitor
+            if monitor is not None and monitor.take():
+                monitor.hold(token, tag_list)  # the versions before: checked once committed
             self.guard.call(lambda: self.backend.mark_pending(tag_list, token=token, ttl=ttl))
 
     def clear_pending(self, tags: Iterable[str], *, token: str, committed: bool) -> None:
@@ -91,6 +94,8 @@ class CacheInvalidation:
             self.guard.call(
                 lambda: self.backend.clear_pending(tag_list, token=token, committed=committed)
             )
+            if self.monitor is not None:
+                self.monitor.release(token, committed=committed)
 
     def clear(self) -> None:
         """Remove every entry, version and lease of this cache's namespace."""

@@ -14,6 +14,8 @@ The checks wait in a bounded queue: a sample that finds it full is dropped and c
 never waits. A check whose read fails stays queued and is tried again; an invalidation
 or a read that fails is never made to fail by the monitor.
 
+A strict write is sampled when it marks its tags pending: their versions are read
+before the marks and checked after its commit (a rollback gives them back by design).
 Tags with no version before the invalidation (never read, or already invalidated) are
 skipped: nothing cached depends on them. Key and pattern deletions are not sampled: a
 refill after them writes the same versions, so no version tells old from new.
@@ -91,6 +93,7 @@ class ConsistencyMonitor:
         self.metrics = MonitorMetrics(max_examples)
         self._countdown = period
         self._queue: deque[_Sample] = deque()
+        self._held: dict[str, Versions] = {}  # sampled strict writes still open, by token
         self._guard = CriticalSection()
         self._checking = Lock()
         self._active = False
@@ -153,6 +156,29 @@ class ConsistencyMonitor:
             self._active = True
         if start:
             self._worker.start()
+
+    def hold(self, token: str, tags: Sequence[str]) -> None:
+        """A sampled strict write: keep its tags' versions from before its marks until it ends."""
+        versions = self.versions_before(tags)
+        if versions is None:
+            return
+        with self._guard:
+            if len(self._held) >= self.max_queued:  # writers that never ended: forget the oldest
+                self.metrics.dropped += len(self._held.pop(next(iter(self._held))))
+            self._held[token] = versions
+
+    def release(self, token: str, *, committed: bool) -> None:
+        """A strict write ended: check its tags if it committed; a rollback restores versions by design."""
+        if not self._held:
+            return
+        with self._guard:
+            versions = self._held.pop(token, None)
+        if versions is None:
+            return
+        if committed:
+            self.watch(versions)
+        else:
+            self.metrics.skipped += len(versions)
 
     # The checks, off the writer's path
 
