@@ -24,7 +24,7 @@ from pathlib import Path
 
 from freshcache import Cache, ConsistencyMonitor
 
-SHORT, LONG = 1_000, 4_000
+SHORT, LONG = 300, 1_300
 # "fills": the iteration without its invalidation, to tell the invalidation's own cost.
 RATES = ("fills", "off", "0.01", "1.0")
 BACKENDS = ("memory", "redis")

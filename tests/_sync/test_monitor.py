@@ -202,6 +202,7 @@ def test_close_detaches_and_a_cache_takes_one_monitor(cache: Cache) -> None:
         ({"delay": -1}, "delay"),
         ({"max_queued": 0}, "max_queued must be"),
         ({"batch": 2.5}, "batch must be"),
+        ({"max_examples": -1}, "max_examples must be a whole number of at least 0"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:

@@ -3,8 +3,7 @@
 Opt-in, in the spirit of Meta's Polaris: consistency measured, in nines, on the live
 cache. One invalidation in ``1 / rate`` is sampled (a countdown: the skip costs a
 decrement and a comparison). A sampled one reads its tags' versions just before it is
-applied, in the same step as the invalidation's own round trip would be; that is the
-only cost on the writer's path. After ``delay`` seconds a background worker reads the
+applied: that read, one round trip, is the only cost on the writer's path. After ``delay`` seconds a background worker reads the
 versions again, many samples in one read, and counts an inconsistency for each tag back
 at its version from before: every entry stored before the invalidation carries that
 version, so the cache would serve them again. Nothing is loaded from the database.
@@ -76,10 +75,14 @@ class AsyncConsistencyMonitor:
         require_kind(cache, AsyncCache, "AsyncConsistencyMonitor")
         period = sampling_period(rate)
         delay = seconds("delay", delay, zero_allowed=True)
-        for name, value in (("max_queued", max_queued), ("batch", batch)):
-            if value.__class__ is not int or value < 1:
+        for name, value, least in (
+            ("max_queued", max_queued, 1),
+            ("batch", batch, 1),
+            ("max_examples", max_examples, 0),
+        ):
+            if value.__class__ is not int or value < least:
                 raise ConfigurationError(
-                    f"{name} must be a whole number of at least 1, not {value!r}"
+                    f"{name} must be a whole number of at least {least}, not {value!r}"
                 )
         if cache.monitor is not None:
             raise ConfigurationError("this cache has a consistency monitor already")
@@ -115,7 +118,10 @@ class AsyncConsistencyMonitor:
     # The writer's side: called by the cache around each tag invalidation
 
     def take(self) -> bool:
-        """Is this invalidation sampled? A countdown: nothing else is spent on a skipped one."""
+        """Is this invalidation sampled? A countdown: nothing else is spent on a skipped one.
+
+        Threads racing on it may shift a sample by one invalidation; no lock is worth that.
+        """
         self._countdown -= 1
         if self._countdown > 0:
             return False
