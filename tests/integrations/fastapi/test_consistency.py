@@ -82,3 +82,13 @@ def test_a_metrics_reset_zeroes_the_monitor() -> None:
         monitor.snapshot()["inconsistent"],
         monitor.report()["examples"],
     )
+
+
+def test_cluster_totals_recompute_the_nines_from_the_summed_checks() -> None:
+    """Summed over processes, the checks give the ratio and nines of the whole service, not of one process."""
+    from freshcache.integrations.fastapi.router import _cluster_report
+
+    report = _cluster_report({"monitor.checked": 100_000, "monitor.inconsistent": 0}, 2)
+
+    assert 1.0 == report["monitor"]["consistency_ratio"]
+    assert 4.52 == round(report["monitor"]["consistency_nines"], 2)
