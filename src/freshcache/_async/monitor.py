@@ -45,6 +45,7 @@ from freshcache._synchronization import (
 log = logging.getLogger("freshcache")
 
 Versions = list[tuple[str, str]]  # (tag, version before the invalidation)
+IDLE = 5.0  # seconds the worker waits for a sample before it stops
 
 
 @dataclass(frozen=True)
@@ -159,8 +160,11 @@ class AsyncConsistencyMonitor:
             self.metrics.queued = len(self._queue)
             start = not self._active
             self._active = True
+            idle = None if start or len(self._queue) > 1 else self._wake  # a worker waits for work
         if start:
             self._worker.start()
+        elif idle is not None:
+            idle.set()
 
     async def hold(self, token: str, tags: Sequence[str]) -> None:
         """A sampled strict write: keep its tags' versions from before its marks until it ends."""
@@ -245,16 +249,26 @@ class AsyncConsistencyMonitor:
             pass
 
     async def _run(self) -> None:
+        # The worker outlives an empty queue by IDLE seconds: starting one per sample (a
+        # thread, for Cache) would cost more than the checks it makes.
         while True:
             with self._guard:
-                if self._closing or not self._queue:
+                if self._closing:
                     self._active = False
                     return
-                wait = self._queue[0].due - time.monotonic()
-            if wait > 0:
-                await self._wake.wait(wait)  # set only by aclose: the head is the earliest due
+                idle = not self._queue
+                wait = IDLE if idle else self._queue[0].due - time.monotonic()
+                wake = self._wake = AsyncEvent()  # set by aclose, or by watch if idle
+            if idle:
+                if not await wake.wait(wait):
+                    with self._guard:
+                        if not self._queue:
+                            self._active = False
+                            return
+            elif wait > 0:
+                await wake.wait(wait)  # the head is the earliest due: a new sample waits longer
             elif not await self.check_due():
-                await self._wake.wait(min(max(self.delay, 0.1), 1.0))  # the read failed: later
+                await wake.wait(min(max(self.delay, 0.1), 1.0))  # the read failed: later
 
     # Reports
 
@@ -273,7 +287,8 @@ class AsyncConsistencyMonitor:
         """Stop checking and detach from the cache; samples not yet checked are left unchecked."""
         with self._guard:
             self._closing = True
+            wake = self._wake
         if self.cache.monitor is self:
             self.cache.monitor = None
-        self._wake.set()
+        wake.set()
         await self._worker.join(timeout)
