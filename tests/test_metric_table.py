@@ -15,12 +15,22 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy import MetaData, insert
 
-from freshcache import Cache, Event, EventBus, EventTypes, Invalidation, InvalidationManager, Rules
+from freshcache import (
+    Cache,
+    ConsistencyMonitor,
+    Event,
+    EventBus,
+    EventTypes,
+    Invalidation,
+    InvalidationManager,
+    Rules,
+)
 from freshcache._metrics import (
     CACHE_METRICS,
     EVENT_METRICS,
     MANAGER_METRICS,
     METRICS,
+    MONITOR_METRICS,
     RELAY_METRICS,
     Metric,
 )
@@ -63,8 +73,9 @@ def snapshot_value(metric: Metric, value: Any) -> Any:
 def test_every_metric_is_the_same_in_the_snapshot_and_in_prometheus(
     private_redis: RedisServer, postgres: Database
 ) -> None:
-    """After hits, misses, loads, a loader error, an outage whose queued invalidation overflowed and recovered, a relay pass, and events with a failing handler, every snapshot value equals its Prometheus value, and neither has a metric the other lacks."""
+    """After hits, misses, loads, a loader error, an outage whose queued invalidation overflowed and recovered, a relay pass, events with a failing handler, and consistency checks, every snapshot value equals its Prometheus value, and neither has a metric the other lacks."""
     cache = Cache.from_url(f"{private_redis.url}?namespace=table")
+    monitor = ConsistencyMonitor(cache, rate=1.0, delay=3600)  # checked when drained
     manager = InvalidationManager(cache, Rules().entity("user", tags=["user:{id}"]), retries=0)
     manager.failure_sink.max_items = 2  # type: ignore[attr-defined]
     recovered = threading.Event()
@@ -89,6 +100,7 @@ def test_every_metric_is_the_same_in_the_snapshot_and_in_prometheus(
     private_redis.start()
     assert recovered.wait(30)
     manager.close()  # the retry queue's worker has stopped: nothing changes from here on
+    monitor.drain()
     engine = postgres.engine()
     outbox = outbox_table(MetaData())
     outbox.metadata.create_all(engine)
@@ -116,6 +128,7 @@ def test_every_metric_is_the_same_in_the_snapshot_and_in_prometheus(
         "manager": manager_snapshot,
         "relay": relay.last_stats,
         "events": bus.metrics.snapshot(),
+        "monitor": monitor.snapshot(),
     }
     families = {family.name: family for family in text_string_to_metric_families(text)}
 
@@ -146,6 +159,8 @@ def test_every_metric_is_the_same_in_the_snapshot_and_in_prometheus(
     assert (1, 3, 3) == (events["published"], events["delivered"], events["redeliveries"] + 1)
     assert {EventTypes.USER_UPDATED: 3} == events["handler_failures"]
     assert (1, 3) == (events["dead_lettered"], events["lag"]["count"])
+    checks = snapshots["monitor"]
+    assert (1, 0, 1) == (checks["checked"], checks["inconsistent"], checks["errors"])
     promtool = shutil.which("promtool")
     if promtool is None:
         if REQUIRE_SERVICES:
@@ -155,13 +170,14 @@ def test_every_metric_is_the_same_in_the_snapshot_and_in_prometheus(
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
     assert ("", 0) == (checked.stdout + checked.stderr, checked.returncode)
+    monitor.close()
     cache.close()
     engine.dispose()
 
 
 def test_the_table_names_each_metric_once() -> None:
     """No key repeats within what one snapshot reports, and no Prometheus name repeats at all."""
-    for table in (CACHE_METRICS, MANAGER_METRICS, RELAY_METRICS, EVENT_METRICS):
+    for table in (CACHE_METRICS, MANAGER_METRICS, RELAY_METRICS, EVENT_METRICS, MONITOR_METRICS):
         keys = [metric.key for metric in table]
         assert sorted(set(keys)) == sorted(keys)
     names = [metric.exposed for table in METRICS.values() for metric in table]

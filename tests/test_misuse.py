@@ -15,11 +15,13 @@ from sqlalchemy.orm import sessionmaker
 
 from freshcache import (
     AsyncCache,
+    AsyncConsistencyMonitor,
     AsyncInvalidationManager,
     AsyncMemoryBackend,
     AsyncRetryQueue,
     Cache,
     ConfigurationError,
+    ConsistencyMonitor,
     InvalidationManager,
     MemoryBackend,
     RetryQueue,
@@ -98,6 +100,16 @@ MISUSES: list[tuple[str, Callable[[Parts], Any], str]] = [
         "sync retry queue, async cache",
         lambda p: RetryQueue(p.async_cache),
         "RetryQueue needs a Cache, not an AsyncCache: use AsyncRetryQueue with an AsyncCache",
+    ),
+    (
+        "sync consistency monitor, async cache",
+        lambda p: ConsistencyMonitor(p.async_cache),
+        "ConsistencyMonitor needs a Cache, not an AsyncCache: use AsyncConsistencyMonitor with an AsyncCache",
+    ),
+    (
+        "async consistency monitor, sync cache",
+        lambda p: AsyncConsistencyMonitor(p.cache),
+        "AsyncConsistencyMonitor needs an AsyncCache, not a Cache: use ConsistencyMonitor with a Cache",
     ),
     (
         "async retry queue, sync cache",

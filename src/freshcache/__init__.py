@@ -12,6 +12,7 @@ from freshcache._async.manager import (
     AsyncInvalidationBatch,
     AsyncInvalidationManager,
 )
+from freshcache._async.monitor import AsyncConsistencyMonitor
 from freshcache._entries import MISSING, PENDING_VERSION, FillStatus, FillTicket
 from freshcache._exceptions import (
     BackendError,
@@ -44,13 +45,16 @@ from freshcache._sync.backends.null import NullBackend
 from freshcache._sync.cache import Cache, CachedFunction
 from freshcache._sync.failures import FailureSink, RetryQueue
 from freshcache._sync.manager import EntityInvalidator, InvalidationBatch, InvalidationManager
+from freshcache._sync.monitor import ConsistencyMonitor
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConsistencyMonitor",
     "AsyncBackend",
     "AsyncCache",
     "AsyncCachedFunction",
+    "AsyncConsistencyMonitor",
     "AsyncEntityInvalidator",
     "AsyncFailureSink",
     "AsyncInvalidationBatch",

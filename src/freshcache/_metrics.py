@@ -235,13 +235,49 @@ EVENT_METRICS: tuple[Metric, ...] = (
     ),
 )
 
+# The consistency monitor's (freshcache._consistency): counts of tags unless said otherwise.
+MONITOR_METRICS: tuple[Metric, ...] = (
+    *_counters(
+        "monitor",
+        {
+            "sampled": "Tags of the invalidations sampled for a consistency check.",
+            "checked": "Sampled tags checked after the delay.",
+            "inconsistent": "Checked tags found back at their version from before the invalidation: entries from before it were served.",
+            "skipped": "Sampled tags not checked: no version before the invalidation (nothing cached under them), or a strict write rolled back.",
+            "dropped": "Sampled tags not checked because the check queue was full.",
+            "errors": "Version reads of the monitor that failed (before an invalidation, or a check, retried).",
+        },
+    ),
+    Metric("queued", "gauge", "Samples waiting for their check.", "freshcache_monitor_queued"),
+    Metric(
+        "consistency_ratio",
+        "gauge",
+        "Checks that found the invalidation held, over all checks (1 before any).",
+        "freshcache_monitor_consistency_ratio",
+    ),
+    Metric(
+        "inconsistency_upper_bound",
+        "gauge",
+        "95% upper confidence bound on the inconsistency rate that the checks allow.",
+        "freshcache_monitor_inconsistency_upper_bound",
+    ),
+    Metric(
+        "consistency_nines",
+        "gauge",
+        "Nines of consistency the checks support at 95% confidence: -log10 of the upper bound.",
+        "freshcache_monitor_consistency_nines",
+    ),
+)
+
 # By what reports them: a cache's metrics.snapshot(), a manager's snapshot() (its "cache"
-# part aside), an outbox relay's stats(), an event bus's metrics.snapshot().
+# part aside), an outbox relay's stats(), an event bus's metrics.snapshot(), a cache's
+# consistency monitor's snapshot().
 METRICS: dict[str, tuple[Metric, ...]] = {
     "cache": CACHE_METRICS,
     "manager": MANAGER_METRICS,
     "relay": RELAY_METRICS,
     "events": EVENT_METRICS,
+    "monitor": MONITOR_METRICS,
 }
 
 

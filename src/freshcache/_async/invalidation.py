@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from freshcache._async.backends.base import AsyncBackend
 from freshcache._async.batching import AsyncTagBatcher
@@ -18,6 +18,9 @@ from freshcache._durations import seconds
 from freshcache._exceptions import InvalidKeyError
 from freshcache._keys import validate_key, validate_pattern, validate_tags
 from freshcache._metrics import CacheMetrics
+
+if TYPE_CHECKING:
+    from freshcache._async.monitor import AsyncConsistencyMonitor
 
 T = TypeVar("T")
 
@@ -29,6 +32,8 @@ class AsyncCacheInvalidation:
     guard: AsyncBackendGuard
     metrics: CacheMetrics
     _batcher: AsyncTagBatcher
+    # Opt-in (AsyncConsistencyMonitor attaches itself): off, a tag invalidation pays one check.
+    monitor: AsyncConsistencyMonitor | None = None
 
     async def invalidate_tags(self, tags: Iterable[str]) -> None:
         """Give each tag a new version: every entry that depends on it is a miss from now on.
@@ -39,8 +44,14 @@ class AsyncCacheInvalidation:
         tag_list = validate_tags(tags)
         if not tag_list:
             return
+        monitor = self.monitor
+        before = None
+        if monitor is not None and monitor.take():
+            before = await monitor.versions_before(tag_list)
         await self._timed(lambda: self._batcher.invalidate(tag_list))
         self.metrics.tag_invalidations += len(tag_list)
+        if before is not None and monitor is not None:
+            monitor.watch(before)
 
     async def invalidate_keys(self, keys: Iterable[str]) -> int:
         """Delete entries by key; how many existed."""
@@ -70,6 +81,9 @@ class AsyncCacheInvalidation:
         tag_list = validate_tags(tags)
         ttl = seconds("ttl", ttl)
         if tag_list:
+            monitor = self.monitor
+            if monitor is not None and monitor.take():
+                await monitor.hold(token, tag_list)  # the versions before: checked once committed
             await self.guard.call(lambda: self.backend.mark_pending(tag_list, token=token, ttl=ttl))
 
     async def clear_pending(self, tags: Iterable[str], *, token: str, committed: bool) -> None:
@@ -79,6 +93,8 @@ class AsyncCacheInvalidation:
             await self.guard.call(
                 lambda: self.backend.clear_pending(tag_list, token=token, committed=committed)
             )
+            if self.monitor is not None:
+                self.monitor.release(token, committed=committed)
 
     async def clear(self) -> None:
         """Remove every entry, version and lease of this cache's namespace."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from freshcache._sync.backends.base import Backend
 from freshcache._sync.batching import TagBatcher
@@ -19,6 +19,9 @@ from freshcache._durations import seconds
 from freshcache._exceptions import InvalidKeyError
 from freshcache._keys import validate_key, validate_pattern, validate_tags
 from freshcache._metrics import CacheMetrics
+
+if TYPE_CHECKING:
+    from freshcache._sync.monitor import ConsistencyMonitor
 
 T = TypeVar("T")
 
@@ -30,6 +33,8 @@ class CacheInvalidation:
     guard: BackendGuard
     metrics: CacheMetrics
     _batcher: TagBatcher
+    # Opt-in (ConsistencyMonitor attaches itself): off, a tag invalidation pays one check.
+    monitor: ConsistencyMonitor | None = None
 
     def invalidate_tags(self, tags: Iterable[str]) -> None:
         """Give each tag a new version: every entry that depends on it is a miss from now on.
@@ -40,8 +45,14 @@ class CacheInvalidation:
         tag_list = validate_tags(tags)
         if not tag_list:
             return
+        monitor = self.monitor
+        before = None
+        if monitor is not None and monitor.take():
+            before = monitor.versions_before(tag_list)
         self._timed(lambda: self._batcher.invalidate(tag_list))
         self.metrics.tag_invalidations += len(tag_list)
+        if before is not None and monitor is not None:
+            monitor.watch(before)
 
     def invalidate_keys(self, keys: Iterable[str]) -> int:
         """Delete entries by key; how many existed."""
@@ -71,6 +82,9 @@ class CacheInvalidation:
         tag_list = validate_tags(tags)
         ttl = seconds("ttl", ttl)
         if tag_list:
+            monitor = self.monitor
+            if monitor is not None and monitor.take():
+                monitor.hold(token, tag_list)  # the versions before: checked once committed
             self.guard.call(lambda: self.backend.mark_pending(tag_list, token=token, ttl=ttl))
 
     def clear_pending(self, tags: Iterable[str], *, token: str, committed: bool) -> None:
@@ -80,6 +94,8 @@ class CacheInvalidation:
             self.guard.call(
                 lambda: self.backend.clear_pending(tag_list, token=token, committed=committed)
             )
+            if self.monitor is not None:
+                self.monitor.release(token, committed=committed)
 
     def clear(self) -> None:
         """Remove every entry, version and lease of this cache's namespace."""

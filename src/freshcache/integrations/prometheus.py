@@ -34,6 +34,7 @@ from freshcache._metrics import (
     CACHE_METRICS,
     EVENT_METRICS,
     MANAGER_METRICS,
+    MONITOR_METRICS,
     RELAY_METRICS,
     Histogram,
 )
@@ -75,6 +76,9 @@ class FreshcacheCollector(Collector):
         if self.cache is not None:
             metrics = self.cache.metrics
             yield from self._families(CACHE_METRICS, metrics.snapshot(), metrics)
+            monitor = getattr(self.cache, "monitor", None)  # a consistency monitor, when one runs
+            if monitor is not None:
+                yield from self._families(MONITOR_METRICS, monitor.snapshot(), monitor.metrics)
         if self.manager is not None:
             yield from self._families(
                 MANAGER_METRICS, self.manager.snapshot(), self.manager.metrics

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from freshcache import Cache, InvalidationManager
+from freshcache import Cache, ConsistencyMonitor, InvalidationManager
 
 from ...settings import REQUIRE_SERVICES
 from .apps import TOKEN, app_with, rules
@@ -37,6 +37,7 @@ def served() -> Iterator[tuple[str, Cache, InvalidationManager]]:
     """The router on a sync cache and manager, served by uvicorn on a free loopback port."""
     cache = Cache.from_url("memory://")
     manager = InvalidationManager(cache, rules())
+    ConsistencyMonitor(cache, rate=1.0, delay=3600)  # checked when the test drains it
     for user in (5, 6):
         cache.get_or_load(f"user:{user}:profile", lambda u=user: {"id": u}, tags=[f"user:{user}"])
     for _ in range(14):  # enough reads for the sampled read latency (one in 16) to show
@@ -91,7 +92,7 @@ def browser() -> Iterator[Any]:
 def test_dashboard_shows_live_numbers_invalidates_and_explains(
     served: tuple[str, Cache, InvalidationManager], browser: Any, tmp_path: Path
 ) -> None:
-    """Charts draw the live hit rate; a form invalidation shows in counters and log; the inspector explains the stale key."""
+    """Charts draw the live hit rate; a form invalidation shows in counters and log; the inspector explains the stale key; the consistency panel reports the monitor's check of it."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as until
     from selenium.webdriver.support.ui import WebDriverWait
@@ -133,6 +134,16 @@ def test_dashboard_shows_live_numbers_invalidates_and_explains(
     explanation = browser.find_element(By.ID, "inspect-result").text
     assert "tag 'user:5' has no version now" in explanation
     assert cache.get("user:5:profile") is None
+
+    # The consistency monitor checked that invalidation of user:5 (users had no version).
+    assert cache.monitor is not None
+    cache.monitor.drain()
+    wait.until(
+        until.text_to_be_present_in_element(
+            (By.ID, "consistency-statement"), "no inconsistency in 1 checks"
+        )
+    )
+    assert "nines" in browser.find_element(By.ID, "consistency-value").text
 
     screenshot = Path(
         os.environ.get("FRESHCACHE_DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png"

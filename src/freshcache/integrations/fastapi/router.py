@@ -12,9 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from freshcache._consistency import figures
 from freshcache._exceptions import BackendError, FreshcacheError
 
-from . import health, inspector, snapshot
+from . import consistency, health, inspector, snapshot
 from .auth import no_check, token_check
 from .cluster import ClusterTotals
 from .invalidation import NeedsManager, invalidate
@@ -126,6 +127,19 @@ def monitoring_router(
     async def recent_invalidations(limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
         """The latest invalidations, newest first: entity types, tags, keys, source and time."""
         return recent.latest(limit)
+
+    @router.get(
+        "/api/system/cache/consistency",
+        response_model=consistency.ConsistencyAnswer,
+        dependencies=[read],
+        responses={**read_errors, 404: {"model": Problem}},
+    )
+    async def consistency_report() -> dict[str, Any]:
+        """The consistency monitor's checks, inconsistencies, ratio and nines, with the latest found."""
+        try:
+            return consistency.report(sources)
+        except consistency.NoMonitor as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
     @router.get("/metrics", response_class=Response, dependencies=[read], responses=read_errors)
     async def prometheus() -> Response:
@@ -263,6 +277,9 @@ def _cluster_report(flat: dict[str, int], processes: int) -> dict[str, Any]:
     cache["hit_rate"] = cache.get("hits", 0) / reads if reads else 0.0
     manager = out.get("manager") or {}
     manager.setdefault("invalidations_by_entity_type", {})
+    if "monitor" in out:  # the ratio and the nines of the summed checks
+        monitor = out["monitor"]
+        monitor.update(figures(monitor.get("checked", 0), monitor.get("inconsistent", 0)))
     out.update(snapshot.headline(out))
     out["last_invalidation"] = None  # a time, not a count: per process only
     return out

@@ -19,6 +19,7 @@ from .sources import Sources
 def groups(sources: Sources) -> dict[str, dict[str, Any] | None]:
     """Each group's snapshot as its owner reports it (None for an owner not given)."""
     cache, manager, relay, bus = sources.cache, sources.manager, sources.relay, sources.bus
+    monitor = None if cache is None else cache.monitor  # the opt-in consistency monitor
     manager_snapshot = None
     if manager is not None:
         manager_snapshot = manager.snapshot()
@@ -29,6 +30,7 @@ def groups(sources: Sources) -> dict[str, dict[str, Any] | None]:
         # As of the relay's last pass: reading it costs no query.
         "relay": None if relay is None else (dict(relay.last_stats) or None),
         "events": None if bus is None else bus.snapshot(),
+        "monitor": None if monitor is None else monitor.snapshot(),
     }
 
 
@@ -111,6 +113,9 @@ def reset(sources: Sources) -> list[str]:
     if sources.bus is not None:
         sources.bus.metrics.reset()
         done.append("events")
+    if sources.cache is not None and sources.cache.monitor is not None:
+        sources.cache.monitor.metrics.reset()
+        done.append("monitor")
     return done
 
 

@@ -13,6 +13,7 @@ const COUNTERS = [
   ["manager", "tag_invalidations"], ["manager", "key_invalidations"],
   ["manager", "pattern_invalidations"], ["manager", "failed_invalidations"],
   ["manager", "queued_invalidations"], ["events", "published"], ["events", "delivered"],
+  ["monitor", "checked"], ["monitor", "inconsistent"],
 ];
 
 const tokenInput = document.getElementById("token");
@@ -110,6 +111,26 @@ function drawRecent(entries) {
   document.querySelector("#recent tbody").replaceChildren(...rows);
 }
 
+// The opt-in consistency monitor: the nines its checks allow (never more), what it found.
+async function drawConsistency(monitor) {
+  const value = document.getElementById("consistency-value");
+  const statement = document.getElementById("consistency-statement");
+  const examples = document.getElementById("consistency-examples");
+  if (!monitor) {
+    value.textContent = "off";
+    statement.textContent = "no consistency monitor on this cache (it is opt-in)";
+    examples.replaceChildren();
+    return;
+  }
+  value.textContent = monitor.checked ? monitor.consistency_nines.toFixed(2) + " nines" : "–";
+  const { status, body } = await api("/api/system/cache/consistency");
+  if (status !== 200) return;
+  statement.textContent = body.statement;
+  statement.className = "result" + (body.inconsistent ? " error" : "");
+  examples.replaceChildren(...body.examples.map((e) => element("li", {},
+    `${e.tag} back at ${e.version}, ${e.seconds_after} s after its invalidation (${e.invalidated_at})`)));
+}
+
 async function refresh() {
   const [metrics, recent, health] = await Promise.all([
     api("/api/system/metrics/cache"), api("/api/system/cache/recent?limit=20"), api("/api/system/health"),
@@ -137,6 +158,7 @@ async function refresh() {
     [`${name.replace("_latency", "").replace("_", " ")} p50`, l.p50_seconds], [`${name.replace("_latency", "").replace("_", " ")} p99`, l.p99_seconds],
   ]), seconds);
   drawCounters(report);
+  await drawConsistency(report.monitor);
   if (recent.status === 200) drawRecent(recent.body);
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
