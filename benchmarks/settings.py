@@ -79,13 +79,13 @@ class Settings:
         return dataclasses.replace(
             self,
             rounds=1,
-            redis_ops=10 if quick else 60,
-            memory_ops=50 if quick else 500,
-            manager_entities=10 if quick else 200,
+            redis_ops=10 if quick else 20,
+            memory_ops=50 if quick else 200,
+            manager_entities=10 if quick else 100,
             transactions_per_writer=1,
             writers=(1,),
             transaction_sizes=(1, 10) if quick else self.transaction_sizes,
-            updates=2 if quick else 10,
+            updates=2 if quick else 4,
         )
 
     def to_json(self) -> dict[str, object]:
