@@ -63,7 +63,7 @@ async def _async_table(settings: Settings) -> Table:
         lineup.add(ASYNC_REFERENCE, freshcache_get_or_load)
         lineup.add("freshcache AsyncCache.get", freshcache_get)
 
-        goal = at_least(2.0)
+        goal = at_least(5.0)
         name = "cashews get (mem)"
         try:
             lineup.add(name, await _cashews(stack), goal)
@@ -71,9 +71,9 @@ async def _async_table(settings: Settings) -> Table:
             lineup.unavailable(name, exc, goal)
         name = "aiocache SimpleMemoryCache.get"
         try:
-            lineup.add(name, await _aiocache(stack), goal)
+            lineup.add(name, await _aiocache(stack))
         except Exception as exc:
-            lineup.unavailable(name, exc, goal)
+            lineup.unavailable(name, exc)
 
         results = await measure_async(lineup.loops, rounds=settings.rounds, ops=settings.memory_ops)
         expect_only_hits(cache.metrics, "freshcache")
@@ -82,8 +82,8 @@ async def _async_table(settings: Settings) -> Table:
         suite="memory",
         title="Memory hit, asyncio: sequential latency, one caller",
         reference=ASYNC_REFERENCE,
-        goal="freshcache's get_or_load hit, tag check included, is at least 2x faster than "
-        "cashews' and aiocache's memory get (their ratio ≥ 2x).",
+        goal="freshcache's get_or_load hit, tag check included, is at least 5x faster than "
+        "cashews' memory get (its ratio ≥ 5x).",
     )
 
 
@@ -139,15 +139,15 @@ def _sync_table(settings: Settings) -> Table:
         lineup.add(SYNC_REFERENCE, freshcache_get_or_load)
         lineup.add("freshcache Cache.get", freshcache_get)
 
-        # freshcache checks a tag version and takes a lock; cachetools does neither.
-        goal = at_least(1.0)
+        # freshcache checks a tag version and takes a lock; plain cachetools does neither.
+        goal = at_least(1.5)
         try:
             plain, locked = _cachetools()
             lineup.add("cachetools TTLCache.get", plain, goal)
-            lineup.add("cachetools TTLCache.get under threading.Lock", locked, goal)
+            lineup.add("cachetools TTLCache.get under threading.Lock", locked)
         except Exception as exc:
             lineup.unavailable("cachetools TTLCache.get", exc, goal)
-            lineup.unavailable("cachetools TTLCache.get under threading.Lock", exc, goal)
+            lineup.unavailable("cachetools TTLCache.get under threading.Lock", exc)
         name = "dogpile.cache memory region.get"
         try:
             lineup.add(name, _dogpile())
@@ -161,9 +161,9 @@ def _sync_table(settings: Settings) -> Table:
         suite="memory",
         title="Memory hit, sync: sequential latency, one thread",
         reference=SYNC_REFERENCE,
-        goal="freshcache's get_or_load hit, tag check and lock included, is no slower than "
-        "cachetools' TTLCache.get (its ratio ≥ 1x), plain or under the lock its docs "
-        "recommend for threads.",
+        goal="freshcache's get_or_load hit, tag check and lock included, is at least 1.5x "
+        "faster than cachetools' plain TTLCache.get (its ratio ≥ 1.5x); under the lock its "
+        "docs recommend for threads it is shown for comparison.",
     )
 
 

@@ -1,4 +1,4 @@
-"""What a run leaves behind: ``latest.json`` (machine, versions, every round) and ``latest.png``."""
+"""What a run leaves behind: ``benchmarks.json`` (machine, versions, every round and count) and the plot."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import math
 import os
 import platform
-import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -93,103 +92,105 @@ def summary(tables: Sequence[Table]) -> dict[str, list[str]]:
 
 
 def write_json(
-    path: Path, tables: Sequence[Table], settings: Settings, machine: dict[str, Any]
-) -> None:
+    path: Path,
+    tables: Sequence[Table],
+    settings: Settings,
+    machine: dict[str, Any],
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything the run measured, and how; returns what it wrote."""
     document = {
-        "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]),
-        "machine": {**machine, "load_average_at_end": load_average()},
+        **run,
+        "machine": machine,
         "settings": settings.to_json(),
         "goals": summary(tables),
         "tables": [table.to_json() for table in tables],
     }
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    return document
 
 
-def write_chart(path: Path, tables: Sequence[Table], machine: dict[str, Any]) -> None:
-    """One panel per table: each contestant's ratio to the reference, coloured by its goal."""
+WALL, COUNTED = "#1565c0", "#ef6c00"
+
+
+def write_chart(path: Path, tables: Sequence[Table], machine: dict[str, Any]) -> int:
+    """One figure, one panel per table: each row's wall ratio and ratio in instructions to
+    the table's reference, the goal as a dashed mark; returns the number of panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    heights = [max(2.0, 0.45 * len(table.rows) + 1.2) for table in tables]
+    heights = [max(2.0, 0.6 * len(table.rows) + 1.2) for table in tables]
     figure, axes = plt.subplots(
         len(tables),
         1,
         figsize=(10, sum(heights)),
         gridspec_kw={"height_ratios": heights},
         layout="constrained",
+        squeeze=False,
     )
-    axes = [axes] if len(tables) == 1 else list(axes)
-    for axis, table in zip(axes, tables, strict=True):
-        rows = [row for row in table.rows if row.samples is not None]
-        bars = _bars(table, rows)
-        colours = [
-            {None: "#9e9e9e", True: "#2e7d32", False: "#c62828"}[table.met(row)] for row in rows
-        ]
-        positions = range(len(rows))
-        axis.barh(positions, [value for value, _ in bars], color=colours)
-        axis.set_yticks(list(positions), [row.contestant for row in rows], fontsize=8)
-        axis.invert_yaxis()
-        for position, (value, label) in zip(positions, bars, strict=True):
-            axis.text(value, position, f" {label}", va="center", fontsize=7)
-        goals = [_goal_line(table, row) for row in rows]
-        for position, goal in zip(positions, goals, strict=True):
-            if goal is not None:
-                axis.plot([goal] * 2, [position - 0.4, position + 0.4], "k--", lw=1)
-        reference = _reference_line(table)
-        if reference is not None:
-            axis.axvline(reference, color="black", linewidth=0.8)
-        shown = [value for value, _ in bars] + [goal for goal in goals if goal is not None]
-        if shown and max(shown) / max(min(shown), 1e-9) > 20:
-            axis.set_xscale("log")
-        axis.set_xlim(right=_right_limit(shown, axis.get_xscale() == "log"))
-        measure = (
-            f"{table.rate}; the solid line: {table.reference}"
-            if table.rate
-            else f"ratio to {table.reference}"
-        )
-        axis.set_title(f"{table.title}\n{measure}", fontsize=9)
-        axis.tick_params(axis="x", labelsize=8)
+    for axis, table in zip(axes[:, 0], tables, strict=True):
+        _panel(axis, table)
     figure.suptitle(
         f"freshcache benchmarks, {machine['timestamp']}, {machine['cpu_count']} CPUs, "
-        f"Python {machine['python']}  (green: goal met, red: missed, dashed: the goal)",
+        f"Python {machine['python']}\nblue: wall ratio (median; whiskers: quartiles by round), "
+        "orange: ratio in client instructions; dashed: the goal; ✓ met, ✗ missed",
         fontsize=9,
     )
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
+    return len(tables)
 
 
-def _bars(table: Table, rows: Sequence[Row]) -> list[tuple[float, str]]:
-    """Each row's bar and label: its ratio, or in a table with a rate its throughput and ratio."""
-    bars = []
-    for row in rows:
-        ratio = table.ratio(row)
-        if table.rate is not None and row.samples is not None:
-            rate = row.samples.per_second
-            bars.append((rate, f"{rate:,.0f}/s ({format_ratio(ratio)})"))
-        else:
-            bars.append((ratio or 0.0, format_ratio(ratio)))
-    return bars
+def _panel(axis: Any, table: Table) -> None:
+    rows = [row for row in table.rows if row.samples is not None]
+    shown: list[float] = []
+    for position, row in enumerate(rows):
+        wall = table.ratio(row) or 0.0
+        spread = table.ratio_spread(row)
+        error = None
+        if spread is not None and row.contestant != table.reference:
+            error = [[max(0.0, wall - spread[0])], [max(0.0, spread[1] - wall)]]
+        axis.barh(position - 0.2, wall, height=0.4, color=WALL, xerr=error, capsize=2)
+        shown.append(spread[1] if spread else wall)
+        counted = table.instruction_ratio(row)
+        label = format_ratio(wall)
+        if counted is not None:
+            axis.barh(position + 0.2, counted, height=0.4, color=COUNTED)
+            shown.append(counted)
+            label += f" / {format_ratio(counted)}"
+        if table.rate is not None:
+            label = f"{row.samples.per_second:,.0f}/s, " + label  # type: ignore[union-attr]
+        verdict = table.verdict(row).met
+        label += {None: "", True: "  ✓", False: "  ✗"}[verdict]
+        axis.text(max(wall, counted or 0.0), position, f" {label}", va="center", fontsize=7)
+        goal = _goal_line(table, row)
+        if goal is not None:
+            axis.plot([goal] * 2, [position - 0.45, position + 0.45], "k--", lw=1)
+            shown.append(goal)
+    axis.set_yticks(list(range(len(rows))), [row.contestant for row in rows], fontsize=8)
+    axis.invert_yaxis()
+    axis.axvline(1.0, color="black", linewidth=0.8)
+    positive = [value for value in shown if value > 0]
+    if positive and max(positive) / min(positive) > 20:
+        axis.set_xscale("log")
+    axis.set_xlim(right=_right_limit(positive, axis.get_xscale() == "log"))
+    faster = "above 1 is faster" if table.rate else "above 1 is slower"
+    axis.set_title(f"{table.title}\nratio to {table.reference} ({faster})", fontsize=9)
+    axis.tick_params(axis="x", labelsize=8)
 
 
 def _goal_line(table: Table, row: Row) -> float | None:
-    """Where a row's goal falls on the panel's axis."""
+    """Where a row's goal falls on the ratio axis (a goal per second, over the reference's rate)."""
     if row.goal is None:
         return None
-    if table.rate is None or row.goal.per_second:
+    if not row.goal.per_second:
         return row.goal.bound
     reference = table.row(table.reference).samples
-    return None if reference is None else row.goal.bound * reference.per_second
+    return None if reference is None else row.goal.bound / reference.per_second
 
 
-def _reference_line(table: Table) -> float | None:
-    if table.rate is None:
-        return 1.0
-    reference = table.row(table.reference).samples
-    return None if reference is None else reference.per_second
-
-
-def _right_limit(ratios: Sequence[float], log: bool) -> float:
-    top = max(ratios, default=1.0)
-    return 10 ** (math.log10(top) + 0.4) if log else top * 1.25
+def _right_limit(values: Sequence[float], log: bool) -> float:
+    top = max(values, default=1.0)
+    return 10 ** (math.log10(top) + 0.5) if log else top * 1.35

@@ -34,6 +34,7 @@ from sqlalchemy import Engine, MetaData, Table, create_engine, delete, func, ins
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
+from benchmarks import timing
 from benchmarks.lineup import Lineup
 from benchmarks.settings import Settings
 from benchmarks.tables import Table as ResultTable
@@ -55,6 +56,7 @@ REFERENCE = "SQLAlchemy alone, no cache"
 COMMIT = "freshcache commit mode"
 STRICT = "freshcache strict mode"
 STRICT_GOAL = at_most(1.3)
+COMMIT_GOAL = at_most(1.15)
 RELAY_SQL = "the relay's SQL alone: claim 1,000, delete, commit"
 RELAY = "freshcache AsyncOutboxRelay.run_once()"
 RELAY_GOAL = at_least_per_second(5_000)
@@ -124,8 +126,8 @@ def _update_table(results: dict[str, Samples], lineup: Lineup[Any], flavour: str
         suite="sqlalchemy",
         title=f"Single-row update on PostgreSQL, {flavour}: median latency, one caller",
         reference=REFERENCE,
-        goal="strict mode, with the cache on Redis and the outbox on, costs at most 1.3x the "
-        "same update with SQLAlchemy alone (strict/plain ≤ 1.3x)."
+        goal="with the cache on Redis and the outbox on, strict mode costs at most 1.3x the "
+        "same update with SQLAlchemy alone, commit mode at most 1.15x."
         + ("" if flavour == "asyncio" else " Shown for comparison: the goal is the async one."),
     )
 
@@ -167,7 +169,8 @@ async def _async_tables(
                 await relay.delete_applied()
 
             name = {None: REFERENCE, "commit": COMMIT, "strict": STRICT}[mode]
-            lineup.add(name, updates, STRICT_GOAL if mode == "strict" else None)
+            goals = {"strict": STRICT_GOAL, "commit": COMMIT_GOAL}
+            lineup.add(name, updates, goals.get(mode or ""))
 
         results = await measure_async(lineup.loops, rounds=settings.rounds, ops=settings.updates)
         _check_manager(manager.metrics.failed_invalidations, manager.snapshot())
@@ -176,6 +179,8 @@ async def _async_tables(
         if left:
             raise RuntimeError(f"sqlalchemy suite: {left} outbox rows were never deleted")
         updates_table = _update_table(results, lineup, "asyncio")
+        if timing.counting is not None:  # the relay's drain is not counted (see instructions)
+            return [updates_table]
         relay_table = await _relay_table(settings, engine, manager, outbox)
     return [updates_table, relay_table]
 

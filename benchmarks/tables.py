@@ -3,11 +3,19 @@
 A table is of latencies (median µs per operation; a ratio above 1 is slower than the
 reference) or, when it names a ``rate``, of throughputs (operations per second; a ratio
 above 1 is faster than the reference).
+
+Beside the wall time a row may carry the client's instructions per operation (see
+``benchmarks.instructions``). A goal on a ratio is then judged on both: met when the
+ratio of instructions meets it and the wall time does not contradict it beyond its
+spread, that is unless even the favourable quartile of the round-by-round wall ratios
+misses it. Without counts, and for a goal in operations per second, the wall median alone
+decides.
 """
 
 from __future__ import annotations
 
 import operator
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +58,13 @@ class Row:
     samples: Samples | None = None  # None when the contestant could not run
     goal: Goal | None = None
     note: str = ""  # why a contestant is unavailable
+    instructions: tuple[float, ...] | None = None  # per operation, one figure per counting run
+
+
+@dataclass(frozen=True)
+class Verdict:
+    met: bool | None  # None: no goal, or nothing measured
+    why: str = ""  # which measure missed, or that the wall time alone decided
 
 
 @dataclass
@@ -86,38 +101,104 @@ class Table:
             return reference.median / row.samples.median
         return row.samples.median / reference.median
 
-    def met(self, row: Row) -> bool | None:
-        if row.goal is None or row.samples is None:
+    def round_ratios(self, row: Row) -> list[float]:
+        """The ratio in each round (rounds interleave the contestants, so they pair up)."""
+        reference = self.row(self.reference).samples
+        if row.samples is None or reference is None:
+            return []
+        pairs = zip(row.samples.per_op, reference.per_op, strict=False)
+        if self.rate is not None:
+            return [theirs / mine for mine, theirs in pairs]
+        return [mine / theirs for mine, theirs in pairs]
+
+    def ratio_spread(self, row: Row) -> tuple[float, float] | None:
+        """The quartiles of the round-by-round ratios: the wall ratio's spread."""
+        ratios = self.round_ratios(row)
+        if len(ratios) < 2:
             return None
-        if row.goal.per_second:
-            return row.goal.met(row.samples.per_second)
+        low, _, high = statistics.quantiles(ratios, n=4)
+        return low, high
+
+    def instruction_ratio(self, row: Row) -> float | None:
+        """Instructions over the reference's; in a table with a rate, theirs over the row's."""
+        reference = self.row(self.reference).instructions
+        if not row.instructions or not reference:
+            return None
+        mine, theirs = statistics.mean(row.instructions), statistics.mean(reference)
+        if mine <= 0 or theirs <= 0:
+            return None
+        return theirs / mine if self.rate is not None else mine / theirs
+
+    def verdict(self, row: Row) -> Verdict:
+        goal = row.goal
+        if goal is None or row.samples is None:
+            return Verdict(None)
+        if goal.per_second:
+            return Verdict(goal.met(row.samples.per_second), "wall")
         ratio = self.ratio(row)
-        return None if ratio is None else row.goal.met(ratio)
+        if ratio is None:
+            return Verdict(None)
+        counted = self.instruction_ratio(row)
+        if counted is None:
+            return Verdict(goal.met(ratio), "wall only")
+        if not goal.met(counted):
+            return Verdict(False, "instructions")
+        spread = self.ratio_spread(row) or (ratio, ratio)
+        favourable = spread[0] if goal.comparison == "<=" else spread[1]
+        if not goal.met(favourable):
+            return Verdict(False, "wall")
+        return Verdict(True)
+
+    def met(self, row: Row) -> bool | None:
+        return self.verdict(row).met
 
     def to_markdown(self) -> str:
         median = f"median {self.rate}" if self.rate else "median µs/op"
+        per = f"per {self.rate.removesuffix('/s')}" if self.rate else "per op"
         lines = [
             f"### {self.title}",
             "",
             f"Goal: {self.goal}",
             "",
-            f"| contestant | {median} | ratio to {self.reference} | goal | met? |",
-            "| --- | ---: | ---: | --- | --- |",
+            f"| contestant | {median} | ratio to {self.reference} (by round: quartiles) "
+            f"| instructions {per} | ratio in instructions | goal | met? |",
+            "| --- | ---: | ---: | ---: | ---: | --- | --- |",
         ]
         for row in self.rows:
             if row.samples is None:
-                lines.append(f"| {row.contestant} | — | — | — | unavailable: {row.note} |")
+                lines.append(f"| {row.contestant} | — | — | — | — | — | unavailable: {row.note} |")
                 continue
-            ratio = self.ratio(row)
             goal = "reference" if row.contestant == self.reference else str(row.goal or "—")
-            met = {None: "—", True: "yes", False: "**no**"}[self.met(row)]
             value = (
                 f"{row.samples.per_second:,.0f}" if self.rate else format_micros(row.samples.median)
             )
-            lines.append(f"| {row.contestant} | {value} | {format_ratio(ratio)} | {goal} | {met} |")
+            lines.append(
+                f"| {row.contestant} | {value} | {self.shown_ratio(row)} "
+                f"| {format_instructions(row.instructions)} "
+                f"| {format_ratio(self.instruction_ratio(row))} | {goal} "
+                f"| {format_verdict(self.verdict(row))} |"
+            )
+        counted = [row.instructions for row in self.rows if row.instructions]
+        repeats = [values for values in counted if len(values) > 1 and min(values) > 0]
+        if repeats:
+            spread = max(max(values) / min(values) - 1 for values in repeats)
+            lines.extend(
+                [
+                    "",
+                    f"Instructions: the mean of {len(repeats[0])} counting runs, which agree "
+                    f"within {spread:.2%} on every row.",
+                ]
+            )
         if self.notes:
             lines.extend(["", *self.notes])
         return "\n".join(lines)
+
+    def shown_ratio(self, row: Row) -> str:
+        ratio = format_ratio(self.ratio(row))
+        spread = self.ratio_spread(row)
+        if row.contestant == self.reference or spread is None:
+            return ratio
+        return f"{ratio} ({format_ratio(spread[0])}-{format_ratio(spread[1])})"
 
     def to_json(self) -> dict[str, Any]:
         rows = []
@@ -127,6 +208,10 @@ class Table:
                 "ratio": self.ratio(row),
                 "goal": str(row.goal) if row.goal else None,
                 "met": self.met(row),
+                "judged_on": self.verdict(row).why or "instructions and wall",
+                "ratio_by_round_quartiles": self.ratio_spread(row),
+                "instructions_per_op": list(row.instructions) if row.instructions else None,
+                "instruction_ratio": self.instruction_ratio(row),
             }
             if row.samples is None:
                 entry["unavailable"] = row.note
@@ -156,6 +241,23 @@ def format_micros(seconds: float) -> str:
     if micros < 1000:
         return f"{micros:.1f}"
     return f"{micros:,.0f}"
+
+
+def format_instructions(values: tuple[float, ...] | None) -> str:
+    if not values:
+        return "—"
+    mean = statistics.mean(values)
+    if mean >= 1e6:
+        return f"{mean / 1e6:.2f}M"
+    return f"{mean / 1e3:.1f}k" if mean >= 1e4 else f"{mean:,.0f}"
+
+
+def format_verdict(verdict: Verdict) -> str:
+    if verdict.met is None:
+        return "—"
+    if verdict.met:
+        return "yes (wall only)" if verdict.why == "wall only" else "yes"
+    return f"**no** ({verdict.why})"
 
 
 def format_ratio(ratio: float | None) -> str:

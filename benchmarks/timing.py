@@ -10,6 +10,7 @@ contestant. Garbage collection is paused during a batch, as ``timeit`` does.
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,9 @@ class Samples:
     """Seconds per operation, one figure per round."""
 
     per_op: tuple[float, ...]
+    # Under callgrind (see benchmarks.instructions): the profile dumps that closed the run of
+    # ``ops`` operations and the run of twice as many, and ``ops``.
+    dumps: tuple[int, int, int] | None = None
 
     @property
     def median(self) -> float:
@@ -71,8 +75,63 @@ def _frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+class Marks:
+    """Profile dumps asked of callgrind, which runs with ``--dump-before=os_getppid*``.
+
+    Nothing else in a benchmark calls ``os.getppid``, so the n-th call closes dump file
+    number n; the parent checks that the number of dumps matches :attr:`count`.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def mark(self) -> int:
+        os.getppid()
+        self.count += 1
+        return self.count
+
+
+# Set in the process that runs under callgrind: the loops then run once at two lengths,
+# each closed by a dump, instead of in timed rounds.
+counting: Marks | None = None
+
+
+def _counted(loops: Mapping[str, SyncLoop], ops: int, marks: Marks) -> dict[str, Samples]:
+    out = {}
+    for name, loop in loops.items():
+        loop(max(1, ops // 10))
+        with _PausedGC():
+            marks.mark()
+            started = time.perf_counter()
+            loop(ops)
+            once = marks.mark()
+            loop(2 * ops)
+            twice = marks.mark()
+        out[name] = Samples(((time.perf_counter() - started) / (3 * ops),), (once, twice, ops))
+    return out
+
+
+async def _counted_async(
+    loops: Mapping[str, AsyncLoop], ops: int, marks: Marks
+) -> dict[str, Samples]:
+    out = {}
+    for name, loop in loops.items():
+        await loop(max(1, ops // 10))
+        with _PausedGC():
+            marks.mark()
+            started = time.perf_counter()
+            await loop(ops)
+            once = marks.mark()
+            await loop(2 * ops)
+            twice = marks.mark()
+        out[name] = Samples(((time.perf_counter() - started) / (3 * ops),), (once, twice, ops))
+    return out
+
+
 def measure(loops: Mapping[str, SyncLoop], *, rounds: int, ops: int) -> dict[str, Samples]:
     """Median-ready per-op times of each synchronous loop, interleaved over ``rounds``."""
+    if counting is not None:
+        return _counted(loops, ops, counting)
     names = list(loops)
     for name in names:
         loops[name](max(1, ops // 10))  # warm-up: connections, caches, code paths
@@ -92,6 +151,8 @@ async def measure_async(
     loops: Mapping[str, AsyncLoop], *, rounds: int, ops: int
 ) -> dict[str, Samples]:
     """The same as :func:`measure`, for loops that run on the event loop."""
+    if counting is not None:
+        return await _counted_async(loops, ops, counting)
     names = list(loops)
     for name in names:
         await loops[name](max(1, ops // 10))

@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks import run
+from benchmarks import instructions, run
+from benchmarks.settings import Settings
 
+from . import benchmark_loops
 from .databases import Database
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = {
     "redis": [
@@ -22,6 +30,7 @@ EXPECTED = {
         "redis.asyncio MGET of payload + a 16-byte version",
         "freshcache AsyncCache.get_or_load (1 tag)",
         "freshcache AsyncCache.get(tags=[tag])",
+        "freshcache AsyncCache.get (no tags)",
         "cashews get (redis)",
         "aiocache RedisCache.get",
         "redis GET",
@@ -29,6 +38,7 @@ EXPECTED = {
         "redis MGET of payload + a 16-byte version",
         "freshcache Cache.get_or_load (1 tag)",
         "freshcache Cache.get(tags=[tag])",
+        "freshcache Cache.get (no tags)",
         "dogpile.cache redis region.get",
     ],
     "memory": [
@@ -95,16 +105,28 @@ def assert_report(suite: str, printed: str, output: Path) -> None:
     rows = table_rows(printed)
     for contestant in EXPECTED[suite]:
         assert contestant in rows, f"{contestant!r} is missing from the tables:\n{printed}"
-        ratio = rows[contestant][2]
+        ratio = rows[contestant][2].split(" (")[0]  # the median ratio, then its spread
         assert RATIO.fullmatch(ratio), f"{contestant!r} has no numeric ratio: {ratio!r}"
-    document = json.loads((output / "latest.json").read_text())
+    document = json.loads((output / "benchmarks.json").read_text())
     assert {"cpu_count", "python", "packages", "timestamp"} <= set(document["machine"])
     saved = [row["contestant"] for table in document["tables"] for row in table["rows"]]
     assert EXPECTED[suite] == list(dict.fromkeys(saved))
     for table in document["tables"]:
         if table["rate"] is not None:
             assert all(row["median_per_second"] > 0 for row in table["rows"]), table
-    assert (output / "latest.png").read_bytes().startswith(b"\x89PNG")
+    assert_png(output / "benchmarks.png")
+    assert document["chart"]["panels"] == len(document["tables"])
+
+
+def assert_png(path: Path) -> tuple[int, int]:
+    """A PNG file, not empty, with a plausible size; returns its width and height."""
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n"), f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert 300 < width < 5000, width
+    assert 100 < height < 20000, height
+    return width, height
 
 
 def test_memory_suite_reports_every_contestant(
@@ -153,3 +175,72 @@ def test_sqlalchemy_suites_report_every_contestant(
         postgres.sync_url,
     )
     assert_report(suite, printed, tmp_path)
+
+
+def test_bench_command_writes_the_page_the_plot_and_the_results(tmp_path: Path) -> None:
+    """``freshcache bench --quick`` fills every generated region of the page from the run,
+    draws one panel per table, and keeps the hand-written prose."""
+    command = ["bench", "--quick", "--suite=memory", f"--output={tmp_path}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "freshcache.cli", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert document["suites"] == ["memory"]
+    assert document["instructions"] is None
+    assert "--quick" in document["instructions_skipped"]
+    assert document["chart"] == {"file": "benchmarks.png", "figures": 1, "panels": 2}
+    assert_png(tmp_path / "benchmarks.png")
+    page = (tmp_path / "benchmarks.md").read_text()
+    template = (ROOT / "docs" / "benchmarks.md").read_text()
+    regions = re.findall(r"<!-- generated: ([\w:]+) -->", template)
+    assert {"run", "goals", "plot", "suite:memory", "suite:redis"} <= set(regions)
+    assert re.findall(r"<!-- generated: ([\w:]+) -->", page) == regions
+    memory = page.split("<!-- generated: suite:memory -->")[1].split("<!-- /generated")[0]
+    rows = table_rows(memory)
+    for contestant in EXPECTED["memory"]:
+        assert RATIO.fullmatch(rows[contestant][2].split(" (")[0]), rows[contestant]
+    assert "was not part of this run" in page.split("<!-- generated: suite:redis -->")[1]
+    assert "![Every table's ratios" in page
+    assert "(benchmarks.png)" in page
+    assert "Quick mode" in page
+    assert document["command"] in page
+    assert "*What it measures:* one caller reads one hot key" in page  # prose kept
+
+
+def test_bench_command_outside_a_checkout_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run from a directory that is not the repository (and installed from none), the
+    command cannot find the benchmarks: one line, exit status 2, nothing measured."""
+    from freshcache.cli import bench, main
+
+    assert bench.checkout(ROOT / "docs") == ROOT
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench, "INSTALLED", tmp_path)
+    assert main(["bench", "--no-callgrind"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("freshcache: freshcache bench runs the project's benchmarks")
+    assert "\n" not in error
+    assert str(tmp_path) in error
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_counts_repeat_and_see_twice_the_work() -> None:
+    """Under callgrind, a loop doing twice the work per operation counts about twice the
+    instructions, and two counting runs agree within 1 %: start-up and set-up cancel."""
+    settings = Settings.for_run(quick=True, memory_ops=200)
+    first, second = instructions.count_modules(["tests.benchmark_loops"], settings, repeats=2)
+    key = ("Known loops", benchmark_loops.ONCE), ("Known loops", benchmark_loops.TWICE)
+    for counts in (first, second):
+        once, twice = counts[key[0]], counts[key[1]]
+        assert 1.9 < twice / once < 2.1, counts
+        assert once > 2_000, counts  # 200 additions and multiplications, and the calls
+    for row in key:
+        assert abs(first[row] / second[row] - 1) < 0.01, (first, second)

@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from freshcache.cli import invalidate, relay, rules, serve, stats
+from freshcache.cli import bench, invalidate, relay, rules, serve, stats
 
-COMMANDS = (serve, stats, invalidate, rules, relay)
+COMMANDS = (serve, stats, invalidate, rules, relay, bench)
 
 
 def _version() -> str:
