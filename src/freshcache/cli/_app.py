@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from freshcache.cli import invalidate, relay, rules, serve, stats
+from freshcache.cli import invalidate, relay, rules, seed, serve, stats
 
-COMMANDS = (serve, stats, invalidate, rules, relay)
+COMMANDS = (serve, seed, stats, invalidate, rules, relay)
 
 
 def _version() -> str:
