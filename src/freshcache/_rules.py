@@ -368,6 +368,33 @@ class Rules:
 
     # Showing
 
+    def describe(self) -> dict[str, Any]:
+        """The rules and relations as plain data (JSON-ready): what the monitoring API answers.
+
+        ``fields`` is None for a rule or relation that fires on any change.
+        """
+        rules: list[dict[str, Any]] = []
+        relations: list[dict[str, Any]] = []
+        for entity_type in self.entity_types:
+            for rule in self._rules.get(entity_type, ()):
+                rules.append(
+                    {
+                        "entity_type": entity_type,
+                        "fields": None if rule.fields is None else sorted(rule.fields),
+                        "tags": [template.text for template in rule.tags],
+                    }
+                )
+            for relation in self._relations.get(entity_type, ()):
+                relations.append(
+                    {
+                        "entity_type": entity_type,
+                        "fields": None if relation.fields is None else sorted(relation.fields),
+                        "parent": relation.parent,
+                        "keys": dict(relation.keys),
+                    }
+                )
+        return {"entity_types": list(self.entity_types), "rules": rules, "relations": relations}
+
     def table(self) -> str:
         """The rules and relations as an aligned text table, for humans (and the CLI)."""
         rows = [("entity", "on change of", "touches")]

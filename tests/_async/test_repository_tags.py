@@ -257,3 +257,22 @@ async def test_a_repository_whose_tags_no_rule_writes_fails_at_start(
         await manager.aclose()
         await cache.aclose()
         await engine.dispose()
+
+
+async def test_list_after_a_key_pages_by_keyset_and_sees_a_new_row(stack: Stack) -> None:
+    """``list(after=key)`` answers the entities whose key sorts after it, single or composite, and a cached page sees a row inserted into it."""
+    tallies = Tallies(stack.sessions, stack.cache)
+    for id in (2, 4, 6, 8):
+        await tallies.add(id=id)
+    assert [6, 8] == [each.id for each in await tallies.list(after=4)]
+    assert [6] == [each.id for each in await tallies.list(after="4", limit=1)]
+    await tallies.add(id=5)
+    assert [5, 6] == [each.id for each in await tallies.list(after=4, limit=2)]
+    entries = Entries(stack.sessions, stack.cache)
+    day = datetime.date(2024, 1, 5)
+    for amount, label in (("1.00", "b"), ("1.00", "c"), ("2.00", "a")):
+        await entries.add(day=day, amount=decimal.Decimal(amount), label=label, note="")
+    after = (day, decimal.Decimal("1.00"), "b")
+    assert [("1.00", "c"), ("2.00", "a")] == [
+        (str(each.amount), each.label) for each in await entries.list(after=after)
+    ]

@@ -32,12 +32,17 @@ from freshcache.integrations.fastapi import MonitoringSettings, monitoring_route
 __all__ = ["Settings", "create_app"]
 
 
-async def start(service: Service) -> None:
-    """Create the schema (and the outbox), seed an empty database, start the relay and the bus."""
+async def create_schema(service: Service) -> None:
+    """The service's tables and the outbox, where they are missing."""
     async with service.engine.begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
-    if service.settings.seed and await seeding.is_empty(service.sessions):
-        await seeding.seed(service.sessions)
+
+
+async def start(service: Service, on_progress: seeding.Progress | None = None) -> None:
+    """Create the schema, seed an empty database (when the settings say so), start the relay and the bus."""
+    await create_schema(service)
+    if service.settings.seed and await seeding.is_empty(service.users):
+        await seeding.seed(service.users, on_progress=on_progress)
     await service.bus.start()
     service.relay.start()
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from freshcache import AsyncCache
 from freshcache.app.models import Evaluation, User
-from freshcache.app.rules import LEADERBOARD, PROGRESS
+from freshcache.app.rules import EVALUATIONS_BULK, LEADERBOARD, PROGRESS
 
 
 class Aggregates:
@@ -21,7 +21,9 @@ class Aggregates:
 
     async def progress(self, user_id: int) -> dict[str, Any]:
         tag = PROGRESS.format(user_id=user_id)
-        return await self.cache.get_or_load(tag, lambda: self._load_progress(user_id), tags=[tag])
+        return await self.cache.get_or_load(
+            tag, lambda: self._load_progress(user_id), tags=[tag, EVALUATIONS_BULK]
+        )
 
     async def _load_progress(self, user_id: int) -> dict[str, Any]:
         query = select(

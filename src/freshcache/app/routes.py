@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 
+from freshcache.app.pages import Cursor, page, start_after
 from freshcache.app.schemas import (
     ChallengeCreate,
     ChallengeOut,
@@ -79,11 +80,20 @@ async def delete_user(request: Request, user_id: Id) -> Response:
 
 @router.get("/users/{user_id}/challenges", response_model=list[ChallengeOut])
 async def user_challenges(
-    request: Request, user_id: Id, limit: Limit = 20, offset: Offset = 0
+    request: Request,
+    response: Response,
+    user_id: Id,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    cursor: Cursor = None,
 ) -> Any:
     service = service_of(request)
+    after = start_after(cursor, offset)
     await existing_user(service, user_id, "user")
-    return await service.challenges.list(user_id=user_id, limit=limit, offset=offset)
+    rows = await service.challenges.list(
+        user_id=user_id, limit=limit + 1, offset=offset, after=after
+    )
+    return page(request, response, rows, limit)
 
 
 @router.get("/users/{user_id}/progress", response_model=ProgressOut)
@@ -152,12 +162,21 @@ async def create_evaluation(
 
 @router.get("/challenges/{challenge_id}/evaluations", response_model=list[EvaluationOut])
 async def challenge_evaluations(
-    request: Request, challenge_id: Id, limit: Limit = 20, offset: Offset = 0
+    request: Request,
+    response: Response,
+    challenge_id: Id,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    cursor: Cursor = None,
 ) -> Any:
     service = service_of(request)
+    after = start_after(cursor, offset)
     if await service.challenges.get(challenge_id) is None:
         raise not_found("challenge", challenge_id)
-    return await service.evaluations.list(challenge_id=challenge_id, limit=limit, offset=offset)
+    rows = await service.evaluations.list(
+        challenge_id=challenge_id, limit=limit + 1, offset=offset, after=after
+    )
+    return page(request, response, rows, limit)
 
 
 # Aggregates

@@ -8,6 +8,10 @@ from freshcache.integrations.sqlalchemy import rules_from_models
 
 LEADERBOARD = "leaderboard"
 PROGRESS = "user:{user_id}:progress"
+# What the hooks bump for evaluation writes they cannot read row by row (a bulk insert
+# whose ids the database makes, a delete of the whole table): a read computed from
+# evaluations that is cached by hand carries it, as the repositories' entries do.
+EVALUATIONS_BULK = "evaluation#bulk"
 
 
 def service_rules() -> Rules:

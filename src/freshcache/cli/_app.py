@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from freshcache.cli import bench, invalidate, relay, rules, serve, stats
+from freshcache.cli import bench, invalidate, relay, rules, seed, serve, stats
 
-COMMANDS = (serve, stats, invalidate, rules, relay, bench)
+COMMANDS = (serve, seed, stats, invalidate, rules, relay, bench)
 
 
 def _version() -> str:

@@ -3,11 +3,13 @@
 
 The app is built in each worker by :func:`app_from_env` from the environment, so that
 ``--workers N`` (uvicorn's processes, which import the app by name) and one process run
-the same code; ``--no-seed`` reaches the workers as ``FRESHCACHE_SEED=false``.
+the same code; ``--no-seed`` reaches the workers as ``FRESHCACHE_SEED=false``. An empty
+database is seeded here first, with progress bars, before any worker starts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -86,6 +88,12 @@ def register(app: typer.Typer) -> None:
                 f"--workers {workers} on the memory cache would serve stale data across "
                 "processes: set FRESHCACHE_CACHE_URL=redis://... to share one cache"
             )
+        if settings.seed:  # the first run's data set, with progress bars, before any worker starts
+            from freshcache.app.seed import Sizes  # type: ignore[import-not-found, unused-ignore]
+            from freshcache.cli.seed import load, progress_bars
+
+            with progress_bars() as on_progress:
+                asyncio.run(load(settings, Sizes(), only_if_empty=True, on_progress=on_progress))
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         typer.echo(f"API docs:  http://{shown}:{port}/docs")
         typer.echo(f"Dashboard: http://{shown}:{port}/dashboard")

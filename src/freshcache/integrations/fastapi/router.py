@@ -20,6 +20,7 @@ from .auth import no_check, token_check
 from .cluster import ClusterTotals
 from .invalidation import NeedsManager, invalidate
 from .recent import RecentInvalidations
+from .rules import rules_router
 from .schemas import (
     HealthAnswer,
     InvalidateAnswer,
@@ -81,6 +82,7 @@ def monitoring_router(
     read = Depends(token_check(settings) if settings.protect_reads else no_check)
     read_errors = _UNAUTHORIZED if settings.protect_reads else {}
     router = APIRouter(lifespan=lifespan, tags=["freshcache"])
+    router.include_router(rules_router(sources.manager, read, read_errors))
 
     # Metrics
 

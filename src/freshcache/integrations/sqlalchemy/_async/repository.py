@@ -17,7 +17,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import CheckConstraint, select
+from sqlalchemy import CheckConstraint, select, tuple_
 
 from freshcache._async.cache import AsyncCache
 from freshcache._events import Event
@@ -147,13 +147,21 @@ class AsyncBaseRepository(Generic[M]):
             )
             return None if instance is None else to_cached(self.model, values_of(instance))
 
-    async def list(self, *, limit: int | None = None, offset: int = 0, **filters: Any) -> list[M]:
+    async def list(
+        self, *, limit: int | None = None, offset: int = 0, after: Any = None, **filters: Any
+    ) -> list[M]:
         """Entities whose columns equal ``filters``, in primary key order.
 
-        Cached under the parent's list tag when filtered by one foreign key
-        (``user:2:challenges``), else under the type's wide tag (``challenge``).
+        ``after`` (a primary key) pages by keyset: only entities whose key sorts after it,
+        so a page stays the same size however far it is, and a row inserted before it
+        does not shift it. Cached under the parent's list tag when filtered by one foreign
+        key (``user:2:challenges``), else under the type's wide tag (``challenge``).
         """
         self._check_columns(filters)
+        start = None
+        if after is not None:
+            identity = self._identity(after)
+            start = tuple(identity[key] for key in self.primary_key)
         limit = self.list_limit if limit is None else limit
         if not 0 < limit <= self.list_limit or offset < 0:
             raise InvalidEntityError(
@@ -166,21 +174,27 @@ class AsyncBaseRepository(Generic[M]):
             if value is not None:
                 tags = [self._list_tags[key].format({key: value}), self._bulk_tag]
         digest = hashlib.sha256(
-            json.dumps([filters, limit, offset], sort_keys=True, default=str).encode()
+            json.dumps([filters, limit, offset, start], sort_keys=True, default=str).encode()
         ).hexdigest()[:32]
         values = await self.cache.get_or_load(
             f"{self.entity_type}:list:{digest}",
-            lambda: self._load_list(filters, limit, offset),
+            lambda: self._load_list(filters, limit, offset, start),
             tags=tags,
             ttl=self.ttl,
         )
         return [self._instance(item) for item in values]
 
     async def _load_list(
-        self, filters: Mapping[str, Any], limit: int, offset: int
+        self,
+        filters: Mapping[str, Any],
+        limit: int,
+        offset: int,
+        start: tuple[Any, ...] | None,
     ) -> builtins.list[dict[str, Any]]:
         order = [getattr(self.model, key) for key in self.primary_key]
         query = select(self.model).filter_by(**filters).order_by(*order).limit(limit).offset(offset)
+        if start is not None:
+            query = query.where(order[0] > start[0] if len(order) == 1 else tuple_(*order) > start)
         async with self.sessions() as session:
             instances = (await session.scalars(query)).all()
             return [to_cached(self.model, values_of(instance)) for instance in instances]
