@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from freshcache.cli import invalidate, relay, rules, serve, stats
+from freshcache.cli import invalidate, relay, rules, serve, stats, verify
 
-COMMANDS = (serve, stats, invalidate, rules, relay)
+COMMANDS = (serve, stats, invalidate, rules, relay, verify)
 
 
 def _version() -> str:
