@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +31,7 @@ from freshcache.verification.processes import Children
 from freshcache.verification.workload import History, Plan, Run
 
 SETTLE_SECONDS = 1.0
+LOG_EVERY = 15.0
 
 
 def register(app: typer.Typer) -> None:
@@ -181,6 +183,11 @@ async def _verify(
 ) -> tuple[History, Verdict, dict[str, Any]]:
     children = Children() if spawn.count else None
     setup: dict[str, Any] = {"load_average": _load()}
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    for stop in (signal.SIGINT, signal.SIGTERM):  # while starting: stop what was started
+        loop.add_signal_handler(stop, main.cancel)
     try:
         if children is not None:
             plan.urls = [*plan.urls, *await spawn.start(children, faults is not None)]
@@ -195,13 +202,15 @@ async def _verify(
                 else spawn.cache_url.split(":")[0]
             )
         run = Run(plan)
+        for stop in (signal.SIGINT, signal.SIGTERM):  # once running: report what was done
+            loop.add_signal_handler(stop, run.stopped.set)
         await run.setup()
         fault_task = None
         if faults is not None:
             faults.children = children
             fault_task = asyncio.create_task(faults.run(run.stopped, time.monotonic()))
         with _progress(console) as progress:
-            shown = asyncio.create_task(_show(progress, run))
+            shown = asyncio.create_task(_show(progress, run, console))
             try:
                 await run.drive()
             finally:
@@ -231,18 +240,21 @@ def _progress(console: Console) -> Progress:
     )
 
 
-async def _show(progress: Progress, run: Run) -> None:
+async def _show(progress: Progress, run: Run, console: Console) -> None:
+    """The bar on a terminal; elsewhere (a log file) a line every ``LOG_EVERY`` seconds."""
     task = progress.add_task("verify", total=run.plan.operations, status="")
-    began = time.monotonic()
+    began = logged = time.monotonic()
     while True:
         tally = run.history.tally
-        elapsed = max(time.monotonic() - began, 1e-9)
-        progress.update(
-            task,
-            completed=tally.operations,
-            status=f"{tally.operations / elapsed:,.0f} ops/s, "
-            f"{tally.failed_reads + tally.unknown_writes + tally.unsent_writes} failed",
-        )
+        now = time.monotonic()
+        failed = tally.failed_reads + tally.unknown_writes + tally.unsent_writes
+        status = f"{tally.operations / max(now - began, 1e-9):,.0f} ops/s, {failed} failed"
+        progress.update(task, completed=tally.operations, status=status)
+        if not console.is_terminal and now - logged >= LOG_EVERY:
+            logged = now
+            console.print(
+                f"verify: {tally.operations:,} operations in {now - began:.0f} s, {status}"
+            )
         if run.stopped.is_set():
             return
         await asyncio.sleep(0.25)
