@@ -12,7 +12,7 @@ stale
     a read returns a value older than a write that completed before the read began;
 future
     a read returns a value whose write began after the read ended;
-backwards
+non-monotonic
     a read that begins after another read ended returns an older value.
 
 Between the commit and the invalidation each writer pauses a few milliseconds (through
@@ -22,7 +22,7 @@ runs the same workload; its violations are reported (run pytest with ``-s``), no
 asserted, since a given run may show none. Set ``FRESHCACHE_LINEARIZABILITY_REPORT`` to
 a path to have the counts written there as JSON.
 
-Why the database readers: through ``get`` alone commit mode rarely goes backwards, since
+Why the database readers: through ``get`` alone commit mode rarely goes back, since
 a key's lease lets one loader at a time read the database and fill, so the old entry is
 what everybody reads until the invalidation. A reader that reaches the row by another
 path (a query of its own, another cache key) sees the commit at once, and a cache read
@@ -32,13 +32,11 @@ after it can still return the old value: that is what the pending marks prevent.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import multiprocessing
 import os
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +46,9 @@ import pytest
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only
+
+from freshcache.verification import KINDS, Read, Verdict, Write
+from freshcache.verification import check_history as check
 
 from ..databases import Database
 from ..integrations.models import User
@@ -68,75 +69,14 @@ STARTUP_TIMEOUT = 60.0
 Operation = tuple[int, int, int, int]
 
 
-# The history check
-
-KINDS = ("stale", "future", "backwards")
-
-
-@dataclass
-class Verdict:
-    """How many reads break each rule, with a few of them to show."""
-
-    reads: int
-    writes: int
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    examples: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
-
-    def add(self, kind: str, example: str) -> None:
-        self.counts[kind] += 1
-        if len(self.examples[kind]) < 5:
-            self.examples[kind].append(example)
+# The history check is freshcache verify's (freshcache.verification), on this file's tuples.
 
 
 def check_history(writes: Sequence[Operation], reads: Sequence[Operation]) -> Verdict:
-    """Checks every read against the writes and the other reads of its key (see the module doc)."""
-    verdict = Verdict(reads=len(reads), writes=len(writes))
-    writes_by_key: dict[int, list[Operation]] = defaultdict(list)
-    reads_by_key: dict[int, list[Operation]] = defaultdict(list)
-    for write in writes:
-        writes_by_key[write[0]].append(write)
-    for read in reads:
-        reads_by_key[read[0]].append(read)
-    for key, key_reads in reads_by_key.items():
-        # One writer per key: its writes do not overlap, so ends rise with the values.
-        key_writes = sorted(writes_by_key[key], key=lambda w: w[3])
-        write_ends = [w[2] for w in key_writes]
-        started = {w[3]: w[1] for w in key_writes}
-        for _, start, end, value in key_reads:
-            done = bisect.bisect_left(write_ends, start)  # writes that ended before the read began
-            floor = key_writes[done - 1][3] if done else 0
-            if value < floor:
-                verdict.add("stale", f"user {key}: read {value} though write {floor} had returned")
-            if value != 0 and (value not in started or started[value] > end):
-                verdict.add("future", f"user {key}: read {value} before its write began")
-        # A sweep over reads by start, with the newest value among reads already ended.
-        by_end = sorted(key_reads, key=lambda r: r[2])
-        newest_ended = 0
-        ended = 0
-        for _, start, _, value in sorted(key_reads, key=lambda r: r[1]):
-            while ended < len(by_end) and by_end[ended][2] < start:
-                newest_ended = max(newest_ended, by_end[ended][3])
-                ended += 1
-            if value < newest_ended:
-                verdict.add(
-                    "backwards",
-                    f"user {key}: read {value} after a read of {newest_ended} had returned",
-                )
-    return verdict
-
-
-def test_history_check_finds_each_kind_of_violation() -> None:
-    """The checker flags a stale, a future and a backwards read, and passes a clean history."""
-    writes = [(1, 10, 20, 1), (1, 30, 40, 2)]
-    clean = [(1, 0, 5, 0), (1, 15, 25, 1), (1, 21, 29, 1), (1, 35, 45, 2), (1, 41, 50, 2)]
-    assert {"stale": 0, "future": 0, "backwards": 0} == check_history(writes, clean).counts
-
-    stale = [(1, 41, 50, 1)]
-    future = [(1, 0, 9, 1)]
-    backwards = [(1, 31, 33, 2), (1, 34, 38, 1)]
-    assert {"stale": 1, "future": 0, "backwards": 0} == check_history(writes, stale).counts
-    assert {"stale": 0, "future": 1, "backwards": 0} == check_history(writes, future).counts
-    assert {"stale": 0, "future": 0, "backwards": 1} == check_history(writes, backwards).counts
+    return check(
+        [Write(str(key), start, end, value) for key, start, end, value in writes],
+        [Read(str(key), start, end, value) for key, start, end, value in reads],
+    )
 
 
 # The workload
@@ -357,7 +297,7 @@ async def test_strict_mode_reads_never_go_stale_or_backwards(
     """In strict mode, across four processes, no read (cache or database) is stale, from the future or backwards."""
     run = await _run(_settings(postgres, redis_url, namespace, "strict"), tmp_path)
     _report("strict", run)
-    assert {"stale": 0, "future": 0, "backwards": 0} == run.all_reads.counts, run.all_reads.examples
+    assert dict.fromkeys(KINDS, 0) == run.all_reads.counts, run.all_reads.examples
     assert run.last_written == run.final_scores
     assert 0 == run.outbox_pending
     _check_volume(run)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,34 @@ from freshcache.app.repositories import Challenges, Evaluations, Users
 from freshcache.app.rules import service_rules
 from freshcache.app.settings import Settings
 from freshcache.integrations.sqlalchemy import AsyncOutboxRelay, SessionInvalidation
+
+
+class DelayedFillCache(AsyncCache):
+    """``FRESHCACHE_TEST_FILL_DELAY``: each fill waits up to ``fill_delay`` seconds after its load.
+
+    A test hook that widens the window in which a write can land between a load and its
+    fill, the window the versioned tags close.
+    """
+
+    fill_delay = 0.0
+
+    async def get_or_load(self, key: str, loader: Any, **options: Any) -> Any:
+        async def load_then_wait() -> Any:
+            value = await loader()
+            await asyncio.sleep(random.uniform(0, self.fill_delay))
+            return value
+
+        return await super().get_or_load(key, load_then_wait, **options)
+
+
+def cache_of(settings: Settings) -> AsyncCache:
+    """The cache of ``settings``: the test hook's, or the plain one (``none`` stores nothing)."""
+    if settings.test_fill_delay > 0:
+        cache = DelayedFillCache.from_url(settings.cache_url)
+        assert isinstance(cache, DelayedFillCache)
+        cache.fill_delay = settings.test_fill_delay
+        return cache
+    return AsyncCache.from_url(settings.cache_url)
 
 
 @dataclass
@@ -83,16 +113,17 @@ def build(settings: Settings) -> Service:
     if settings.database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = database_engine(settings.database_url)
-    cache = AsyncCache.from_url(settings.cache_url)  # "none": a backend that stores nothing
+    cache = cache_of(settings)  # "none": a backend that stores nothing
     manager = AsyncInvalidationManager(cache, service_rules())
     bus = event_bus(settings, cache)
     relay = AsyncOutboxRelay(
         engine, manager, OUTBOX, bus=bus, elect=True
     )  # one relay per database scans
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    SessionInvalidation(
-        manager, mode=settings.consistency, outbox=OUTBOX, relay=relay, bus=bus
-    ).install(sessions)
+    if not settings.test_skip_invalidation:
+        SessionInvalidation(
+            manager, mode=settings.consistency, outbox=OUTBOX, relay=relay, bus=bus
+        ).install(sessions)
     service = Service(
         settings,
         engine,
@@ -106,6 +137,8 @@ def build(settings: Settings) -> Service:
         Evaluations(sessions, cache),
         Aggregates(sessions, cache),
     )
+    if settings.test_skip_invalidation:
+        return service  # the broken service of the test hook: nothing invalidates
     # Redundant coverage: the hooks invalidate on commit; the domain events the
     # repositories publish invalidate again where they are consumed (another process, with Redis).
     invalidation_handlers(

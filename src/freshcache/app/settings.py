@@ -42,6 +42,37 @@ class Settings(BaseSettings):
     seed: bool = Field(
         default=True, description="Seed a small data set when the database is empty."
     )
+    env: Literal["development", "test", "production"] = Field(
+        default="development",
+        description="production refuses the test hooks (FRESHCACHE_TEST_*) at start-up.",
+    )
+    test_fill_delay: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=10.0,
+        description="Test hook: delay each cache fill after its load by up to SECONDS (0: off).",
+    )
+    test_skip_invalidation: bool = Field(
+        default=False,
+        description="Test hook: writes invalidate nothing, a broken service for checking "
+        "freshcache verify (off).",
+    )
+
+    @model_validator(mode="after")
+    def _no_test_hooks_in_production(self) -> Settings:
+        hooks = [
+            name
+            for name, on in (
+                ("FRESHCACHE_TEST_FILL_DELAY", self.test_fill_delay > 0),
+                ("FRESHCACHE_TEST_SKIP_INVALIDATION", self.test_skip_invalidation),
+            )
+            if on
+        ]
+        if hooks and self.env == "production":
+            raise ValueError(
+                f"{', '.join(hooks)}: test hooks are refused when FRESHCACHE_ENV=production"
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from freshcache.cli import bench, invalidate, relay, rules, seed, serve, stats
+from freshcache.cli import bench, invalidate, relay, rules, seed, serve, stats, verify
 
-COMMANDS = (serve, seed, stats, invalidate, rules, relay, bench)
+COMMANDS = (serve, seed, stats, invalidate, rules, relay, verify, bench)
 
 
 def _version() -> str:

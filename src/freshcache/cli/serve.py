@@ -68,6 +68,9 @@ def register(app: typer.Typer) -> None:
         seed: bool = typer.Option(
             True, "--seed/--no-seed", help="Seed a small data set on first run."
         ),
+        access_log: bool = typer.Option(
+            True, "--access-log/--no-access-log", help="Log every request (uvicorn's access log)."
+        ),
     ) -> None:
         try:
             import uvicorn
@@ -97,4 +100,6 @@ def register(app: typer.Typer) -> None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         typer.echo(f"API docs:  http://{shown}:{port}/docs")
         typer.echo(f"Dashboard: http://{shown}:{port}/dashboard")
-        uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers)
+        uvicorn.run(
+            FACTORY, factory=True, host=host, port=port, workers=workers, access_log=access_log
+        )
