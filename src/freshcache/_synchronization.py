@@ -116,6 +116,67 @@ class Lock:
         self._lock.release()
 
 
+class AsyncCondition:
+    """A condition to wait on, at most ``timeout`` seconds, under its own lock."""
+
+    __slots__ = ("_condition",)
+
+    def __init__(self) -> None:
+        self._condition = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        await self._condition.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._condition.release()
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait (the lock held) for a notify; False if ``timeout`` seconds passed first."""
+        try:
+            await asyncio.wait_for(self._condition.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def notify(self) -> None:
+        self._condition.notify()
+
+    def notify_all(self) -> None:
+        self._condition.notify_all()
+
+
+class Condition:
+    __slots__ = ("_condition",)
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+
+    def __enter__(self) -> None:
+        self._condition.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._condition.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._condition.wait(timeout)
+
+    def notify(self) -> None:
+        self._condition.notify()
+
+    def notify_all(self) -> None:
+        self._condition.notify_all()
+
+
 async def async_sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 

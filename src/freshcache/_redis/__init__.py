@@ -8,7 +8,8 @@ modules; each keeps only its calls to its own redis-py client:
 - :mod:`.scripts`: the Lua scripts that run the conditional operations atomically.
 - :mod:`.errors`: the one map from redis-py's errors to freshcache's.
 - :mod:`.urls`: what a Redis URL may say, checked before anything connects.
+- :mod:`.connections`: one redis-py connection driven directly (the read path's).
 
-Only :mod:`.errors` imports redis-py at import time, so the rest can be read (by the
+Only :mod:`.errors` and :mod:`.connections` import redis-py at import time, so the rest can be read (by the
 backend registry, say) where redis-py is not installed.
 """

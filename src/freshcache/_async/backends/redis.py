@@ -15,8 +15,10 @@ import redis.asyncio
 import redis.asyncio.connection
 import redis.asyncio.retry
 import redis.backoff
+import redis.exceptions
 
 from freshcache._async.backends.base import AsyncBackend
+from freshcache._async.backends.redis_pool import AsyncDirectPool, async_direct_pool
 from freshcache._durations import Seconds, seconds
 from freshcache._entries import (
     MISSING,
@@ -30,6 +32,7 @@ from freshcache._exceptions import ConfigurationError, SerializationError
 from freshcache._inspection import KeyState, TagState
 from freshcache._kinds import require_kind
 from freshcache._redis import scripts
+from freshcache._redis.connections import pack_text
 from freshcache._redis.errors import redis_errors
 from freshcache._redis.keys import RedisKeys
 from freshcache._redis.urls import check_redis_url, split_redis_url
@@ -59,7 +62,9 @@ class AsyncRedisBackend(AsyncBackend):
         pickle_key: bytes | str | None = None,
         tag_ttl: Seconds = 86_400.0,
         owns_client: bool = False,
+        retry_dropped_reads: bool = True,
     ) -> None:
+        """``retry_dropped_reads``: a read whose connection dropped is sent once more, on a new one."""
         require_kind(client, (redis.asyncio.Redis, redis.asyncio.RedisCluster), "AsyncRedisBackend")
         keys = RedisKeys(namespace)
         if isinstance(serializer, str):
@@ -72,6 +77,8 @@ class AsyncRedisBackend(AsyncBackend):
         self._owns_client = owns_client
         self._keys = keys
         self._scripts = scripts.register(client)
+        # Reads go through connections held and driven here, where the client allows it.
+        self._direct: AsyncDirectPool | None = async_direct_pool(client, retry=retry_dropped_reads)
         self._header_parts = HeaderParts(serializer.name).of
         self._decode = serializer.loads
 
@@ -121,6 +128,7 @@ class AsyncRedisBackend(AsyncBackend):
             pickle_key=pickle_key,
             tag_ttl=tag_ttl if tag_ttl is not None else float(given.get("tag_ttl", 86_400.0)),
             owns_client=True,
+            retry_dropped_reads=retries > 0,
         )
 
     # Reads
@@ -131,9 +139,13 @@ class AsyncRedisBackend(AsyncBackend):
         keys = self._keys
         tag_prefix = keys.tag
         names = [keys.entry + key, *[tag_prefix + tag for tag in tags]]
+        direct = self._direct
         try:
-            # execute_command, not mget(): the wrapper only re-checks its arguments.
-            values = cast("list[bytes | None]", await self.client.execute_command("MGET", *names))  # type: ignore[no-untyped-call]
+            if direct is not None:
+                values: list[bytes | None] = await direct.read(pack_text("MGET", names))
+            else:
+                # execute_command, not mget(): the wrapper only re-checks its arguments.
+                values = await self.client.execute_command("MGET", *names)  # type: ignore[no-untyped-call]
         except Exception as exc:
             redis_errors.reraise(exc)
         data = values[0]
@@ -175,14 +187,34 @@ class AsyncRedisBackend(AsyncBackend):
     async def _get_by_script(self, keys: Sequence[str]) -> dict[str, Any]:
         prefix = self._keys.entry
         names = [prefix + key for key in keys]
-        with redis_errors:
-            found = await self._scripts.get_entries(keys=names, args=[self._keys.tag])
+        direct = self._direct
+        try:
+            if direct is not None:
+                found = await self._read_script(direct, self._scripts.get_entries, names)
+            else:
+                found = await self._scripts.get_entries(keys=names, args=[self._keys.tag])
+        except Exception as exc:
+            redis_errors.reraise(exc)
         out = {}
         for key, stored_at, data in zip(keys, names, found, strict=True):
             if data:
                 name, _, payload = decode_entry(data)
                 out[key] = self._payload(name, payload, stored_at)
         return out
+
+    async def _read_script(self, direct: AsyncDirectPool, script: Any, names: list[str]) -> Any:
+        """A read-only script (its keys ``names``, its argument the tag prefix), by its SHA.
+
+        On NOSCRIPT (a restarted or flushed server) the script's text is sent with EVAL,
+        which runs it and loads it again for the next calls.
+        """
+        arguments = [str(len(names)), *names, self._keys.tag]
+        try:
+            return await direct.read(pack_text("EVALSHA", [script.sha, *arguments]))
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await direct.read(pack_text("EVAL", [script.script, *arguments]))
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         if not keys:
@@ -307,6 +339,10 @@ class AsyncRedisBackend(AsyncBackend):
             await self.client.ping()
 
     async def aclose(self) -> None:
+        if self._direct is not None:
+            await (
+                self._direct.aclose()
+            )  # its connections are the backend's, whoever owns the client
         if self._owns_client:
             await self.client.aclose()
             # A pool handed to the client is not the client's to close: it is ours.

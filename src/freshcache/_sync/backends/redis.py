@@ -16,8 +16,10 @@ import redis
 import redis.connection
 import redis.retry
 import redis.backoff
+import redis.exceptions
 
 from freshcache._sync.backends.base import Backend
+from freshcache._sync.backends.redis_pool import DirectPool, direct_pool
 from freshcache._durations import Seconds, seconds
 from freshcache._entries import (
     MISSING,
@@ -31,6 +33,7 @@ from freshcache._exceptions import ConfigurationError, SerializationError
 from freshcache._inspection import KeyState, TagState
 from freshcache._kinds import require_kind
 from freshcache._redis import scripts
+from freshcache._redis.connections import pack_text
 from freshcache._redis.errors import redis_errors
 from freshcache._redis.keys import RedisKeys
 from freshcache._redis.urls import check_redis_url, split_redis_url
@@ -60,7 +63,9 @@ class RedisBackend(Backend):
         pickle_key: bytes | str | None = None,
         tag_ttl: Seconds = 86_400.0,
         owns_client: bool = False,
+        retry_dropped_reads: bool = True,
     ) -> None:
+        """``retry_dropped_reads``: a read whose connection dropped is sent once more, on a new one."""
         require_kind(client, (redis.Redis, redis.RedisCluster), "RedisBackend")
         keys = RedisKeys(namespace)
         if isinstance(serializer, str):
@@ -73,6 +78,8 @@ class RedisBackend(Backend):
         self._owns_client = owns_client
         self._keys = keys
         self._scripts = scripts.register(client)
+        # Reads go through connections held and driven here, where the client allows it.
+        self._direct: DirectPool | None = direct_pool(client, retry=retry_dropped_reads)
         self._header_parts = HeaderParts(serializer.name).of
         self._decode = serializer.loads
 
@@ -122,6 +129,7 @@ class RedisBackend(Backend):
             pickle_key=pickle_key,
             tag_ttl=tag_ttl if tag_ttl is not None else float(given.get("tag_ttl", 86_400.0)),
             owns_client=True,
+            retry_dropped_reads=retries > 0,
         )
 
     # Reads
@@ -132,9 +140,13 @@ class RedisBackend(Backend):
         keys = self._keys
         tag_prefix = keys.tag
         names = [keys.entry + key, *[tag_prefix + tag for tag in tags]]
+        direct = self._direct
         try:
-            # execute_command, not mget(): the wrapper only re-checks its arguments.
-            values = cast("list[bytes | None]", self.client.execute_command("MGET", *names))  # type: ignore[no-untyped-call]
+            if direct is not None:
+                values: list[bytes | None] = direct.read(pack_text("MGET", names))
+            else:
+                # execute_command, not mget(): the wrapper only re-checks its arguments.
+                values = self.client.execute_command("MGET", *names)  # type: ignore[no-untyped-call]
         except Exception as exc:
             redis_errors.reraise(exc)
         data = values[0]
@@ -176,14 +188,34 @@ class RedisBackend(Backend):
     def _get_by_script(self, keys: Sequence[str]) -> dict[str, Any]:
         prefix = self._keys.entry
         names = [prefix + key for key in keys]
-        with redis_errors:
-            found = self._scripts.get_entries(keys=names, args=[self._keys.tag])
+        direct = self._direct
+        try:
+            if direct is not None:
+                found = self._read_script(direct, self._scripts.get_entries, names)
+            else:
+                found = self._scripts.get_entries(keys=names, args=[self._keys.tag])
+        except Exception as exc:
+            redis_errors.reraise(exc)
         out = {}
         for key, stored_at, data in zip(keys, names, found, strict=True):
             if data:
                 name, _, payload = decode_entry(data)
                 out[key] = self._payload(name, payload, stored_at)
         return out
+
+    def _read_script(self, direct: DirectPool, script: Any, names: list[str]) -> Any:
+        """A read-only script (its keys ``names``, its argument the tag prefix), by its SHA.
+
+        On NOSCRIPT (a restarted or flushed server) the script's text is sent with EVAL,
+        which runs it and loads it again for the next calls.
+        """
+        arguments = [str(len(names)), *names, self._keys.tag]
+        try:
+            return direct.read(pack_text("EVALSHA", [script.sha, *arguments]))
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return direct.read(pack_text("EVAL", [script.script, *arguments]))
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         if not keys:
@@ -308,6 +340,10 @@ class RedisBackend(Backend):
             self.client.ping()
 
     def close(self) -> None:
+        if self._direct is not None:
+            (
+                self._direct.close()
+            )  # its connections are the backend's, whoever owns the client
         if self._owns_client:
             self.client.close()
             # A pool handed to the client is not the client's to close: it is ours.
