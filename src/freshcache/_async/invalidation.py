@@ -37,8 +37,11 @@ class AsyncCacheInvalidation:
         own tags are applied.
         """
         tag_list = validate_tags(tags)
-        if not tag_list:
-            return
+        if tag_list:
+            await self._invalidate_valid_tags(tag_list)
+
+    async def _invalidate_valid_tags(self, tag_list: tuple[str, ...]) -> None:
+        """:meth:`invalidate_tags` of tags validated already, each once (the manager's)."""
         await self._timed(lambda: self._batcher.invalidate(tag_list))
         self.metrics.tag_invalidations += len(tag_list)
 
@@ -70,15 +73,25 @@ class AsyncCacheInvalidation:
         tag_list = validate_tags(tags)
         ttl = seconds("ttl", ttl)
         if tag_list:
-            await self.guard.call(lambda: self.backend.mark_pending(tag_list, token=token, ttl=ttl))
+            await self._mark_valid_pending(tag_list, token, ttl)
 
     async def clear_pending(self, tags: Iterable[str], *, token: str, committed: bool) -> None:
         """``token`` lets go of ``tags``: new versions if ``committed``, else the old ones back."""
         tag_list = validate_tags(tags)
         if tag_list:
-            await self.guard.call(
-                lambda: self.backend.clear_pending(tag_list, token=token, committed=committed)
-            )
+            await self._clear_valid_pending(tag_list, token, committed)
+
+    # The same for tags (and a ttl) validated already, each once: the manager's.
+
+    async def _mark_valid_pending(self, tag_list: tuple[str, ...], token: str, ttl: float) -> None:
+        await self.guard.call(lambda: self.backend.mark_pending(tag_list, token=token, ttl=ttl))
+
+    async def _clear_valid_pending(
+        self, tag_list: tuple[str, ...], token: str, committed: bool
+    ) -> None:
+        await self.guard.call(
+            lambda: self.backend.clear_pending(tag_list, token=token, committed=committed)
+        )
 
     async def clear(self) -> None:
         """Remove every entry, version and lease of this cache's namespace."""
