@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from freshcache import ConfigurationError, EntityChange, InvalidKeyError, Relation, Rule, Rules
@@ -92,3 +94,46 @@ def test_the_rules_module_still_exports_its_types() -> None:
     from freshcache._rules import Rules as RulesThere
 
     assert (Rule, Relation, Rules) == (RuleThere, RelationThere, RulesThere)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "tags"),
+    [
+        (5, 5, ("owner:5",)),
+        (5, 6, ("owner:5", "owner:6")),
+        # Equal, and yet different tags: both sides are formatted, as an unequal pair is.
+        (True, 1, ("owner:true", "owner:1")),
+        (
+            datetime.time(12, tzinfo=datetime.timezone.utc),
+            datetime.time(13, tzinfo=datetime.timezone(datetime.timedelta(hours=1))),
+            ("owner:12%3A00%3A00%2B00%3A00", "owner:13%3A00%3A00%2B01%3A00"),
+        ),
+    ],
+)
+def test_an_update_touches_the_tags_of_both_sides_however_equal_they_look(
+    before: object, after: object, tags: tuple[str, ...]
+) -> None:
+    """An unchanged field names one tag; equal values that encode differently name both."""
+    rules = (
+        Rules()
+        .entity("item", tags=["owner:{owner}"])
+        .relation("part", "item", keys={"owner": "owner"})
+    )
+    for entity_type in ("item", "part"):
+        found = rules.tags_for(
+            entity_type,
+            old={"owner": before, "title": "a"},
+            new={"owner": after, "title": "b"},
+            changed={"title"},
+        )
+        assert found == tags
+
+
+def test_a_rule_added_after_the_first_change_is_used_by_the_next() -> None:
+    """Rules compile at a type's first change; registering more compiles them again."""
+    rules = Rules().entity("item", tags=["item:{id}"])
+    assert rules.tags_for("item", new={"id": 1}) == ("item:1",)
+
+    rules.entity("item", tags=["items"]).relation("part", "item", keys={"id": "item_id"})
+    assert rules.tags_for("item", new={"id": 1}) == ("item:1", "items")
+    assert rules.tags_for("part", new={"item_id": 1}) == ("item:1",)

@@ -268,7 +268,7 @@ class Template:
     distinct, and a pattern on its prefix still finds it).
     """
 
-    __slots__ = ("_parts", "fields", "kind", "limit", "text")
+    __slots__ = ("_head", "_plan", "fields", "kind", "limit", "text")
 
     def __init__(self, text: str, *, kind: str = "key") -> None:
         if not isinstance(text, str):
@@ -310,16 +310,26 @@ class Template:
             )
         self.text = text
         self.kind = kind
-        self._parts = tuple(parts)
         self.fields = tuple(dict.fromkeys(field for _, field in parts if field is not None))
+        # The formatting plan, its literals checked above: the text before the first
+        # placeholder, then each placeholder with the literal that follows it (only the
+        # last part can be a literal alone).
+        self._head = parts[0][0]
+        self._plan = tuple(
+            (field, parts[index + 1][0] if index + 1 < len(parts) else "")
+            for index, (_, field) in enumerate(parts)
+            if field is not None
+        )
 
     def format(self, values: Mapping[str, Any]) -> str:
         """Fill the placeholders from ``values``, each encoded by :func:`encode_value`."""
         try:
-            result = "".join(
-                literal if field is None else literal + encode_value(values[field])
-                for literal, field in self._parts
-            )
+            result = self._head
+            for field, literal in self._plan:
+                value = values[field]
+                result += (
+                    int.__repr__(value) if type(value) is int else encode_value(value)
+                ) + literal
         except KeyError:
             missing = [name for name in self.fields if name not in values]
             raise InvalidKeyError(

@@ -18,6 +18,7 @@ from ._exceptions import ConfigurationError, InvalidKeyError
 from ._invalidations import EntityChange
 from ._keys import Template, parse_text
 from ._rule_checks import check_entity, check_fields, check_known
+from ._rule_plans import EntityPlan, format_tag
 from ._rule_types import Relation, Rule
 
 __all__ = ["Relation", "Rule", "Rules"]
@@ -31,6 +32,8 @@ class Rules:
         self._relations: dict[str, list[Relation]] = {}
         self._columns: dict[str, frozenset[str]] = {}
         self._types: dict[str, dict[str, type[Any]]] = {}
+        # Each type's rules compiled at its first change; any registration starts afresh.
+        self._plans: dict[str, EntityPlan] = {}
 
     # Registration
 
@@ -54,6 +57,7 @@ class Rules:
                 f"{', '.join(sorted(before))} and {', '.join(sorted(declared))}"
             )
         self._columns[entity_type] = declared
+        self._plans.clear()
         for rule in self._rules.get(entity_type, ()):
             self._check_known(entity_type, rule.tags, rule.fields)
         for relation in self._relations.get(entity_type, ()):
@@ -108,6 +112,7 @@ class Rules:
             existing[index] = replace(other, derived=derived and other.derived)
             return self
         existing.append(rule)
+        self._plans.clear()
         return self
 
     def relation(
@@ -162,6 +167,7 @@ class Rules:
             existing[index] = replace(existing[index], derived=derived and existing[index].derived)
             return self
         existing.append(relation)
+        self._plans.clear()
         return self
 
     def derive(
@@ -229,40 +235,8 @@ class Rules:
         For an update, ``changed`` defaults to the fields whose values differ, and
         ``new`` may hold only the changed fields: the rest is taken from ``old``.
         """
-        self.require(entity_type)
-        if new is None and old is None:
-            raise ConfigurationError(
-                f"a change of {entity_type} needs new= (insert), old= (delete) or both (update)"
-            )
-        new, old = self._typed(entity_type, new), self._typed(entity_type, old)
-        changed_set: frozenset[str] | None
-        if new is not None and old is not None:
-            new = {**old, **new}
-            if changed is None:
-                changed_set = frozenset(
-                    k for k in new.keys() | old.keys() if old.get(k) != new.get(k)
-                )
-            else:
-                changed_set = frozenset(changed)
-        else:
-            changed_set = None  # an insert or a delete changes every field
-        sides = [values for values in (old, new) if values is not None]
         tags: dict[str, None] = {}
-        for rule in self._rules.get(entity_type, ()):
-            if rule.fires(changed_set):
-                for values in sides:
-                    for template in rule.tags:
-                        tag = self._format(entity_type, template, values)
-                        if tag is not None:
-                            tags[tag] = None
-        for relation in self._relations.get(entity_type, ()):
-            if not relation.fires(changed_set):
-                continue
-            for values in sides:
-                parent_values = relation.parent_values(values)
-                if parent_values is None:
-                    continue
-                tags.update(dict.fromkeys(self._parent_tags(relation, parent_values)))
+        self._add_tags(tags, entity_type, new, old, changed)
         return tuple(tags)
 
     def tags_for_changes(
@@ -279,18 +253,62 @@ class Rules:
         """
         tags: dict[str, None] = {}
         for change in changes:
+            if unfillable is None:
+                self._add_tags(tags, change.entity_type, change.new, change.old, change.changed)
+                continue
+            found: dict[str, None] = {}
             try:
-                found = tuple(
-                    self.tags_for(
-                        change.entity_type, new=change.new, old=change.old, changed=change.changed
-                    )
-                )
+                self._add_tags(found, change.entity_type, change.new, change.old, change.changed)
             except InvalidKeyError:
-                if unfillable is None:
-                    raise
-                found = tuple(unfillable(change))
-            tags.update(dict.fromkeys(found))
+                found = dict.fromkeys(unfillable(change))
+            tags.update(found)
         return tuple(tags)
+
+    def _add_tags(
+        self,
+        tags: dict[str, None],
+        entity_type: str,
+        new: Mapping[str, Any] | None,
+        old: Mapping[str, Any] | None,
+        changed: Iterable[str] | None,
+    ) -> None:
+        plan = self._plans.get(entity_type)
+        if plan is None:
+            plan = self._plan(entity_type)
+        if new is None and old is None:
+            raise ConfigurationError(
+                f"a change of {entity_type} needs new= (insert), old= (delete) or both (update)"
+            )
+        if plan.types is not None:
+            new, old = self._typed(entity_type, new), self._typed(entity_type, old)
+        changed_set: frozenset[str] | None
+        if new is not None and old is not None:
+            new = {**old, **new}
+            if changed is None:
+                changed_set = frozenset(
+                    k for k in new.keys() | old.keys() if old.get(k) != new.get(k)
+                )
+            else:
+                changed_set = changed if isinstance(changed, frozenset) else frozenset(changed)
+        else:
+            changed_set = None  # an insert or a delete changes every field
+        plan.add_tags(tags, old, new, changed_set)
+
+    def _plan(self, entity_type: str) -> EntityPlan:
+        """Compile the type's rules and relations (raising, naming the known types, if it has none)."""
+        self.require(entity_type)
+        relations = tuple(
+            (relation, tuple(self._rules.get(relation.parent, ())))
+            for relation in self._relations.get(entity_type, ())
+        )
+        plan = EntityPlan(
+            entity_type,
+            tuple(self._rules.get(entity_type, ())),
+            relations,
+            self._types.get(entity_type),
+        )
+        self._plans[entity_type] = plan
+        return plan
 
     def _parent_tags(self, relation: Relation, parent_values: Mapping[str, Any]) -> list[str]:
         """The parent's tags that name this parent: templates filled entirely from the keys.
@@ -317,7 +335,7 @@ class Rules:
         for rule in self._rules.get(entity_type, ()):
             for template in rule.tags:
                 if set(template.fields) <= values.keys():
-                    tag = self._format(entity_type, template, values)
+                    tag = format_tag(entity_type, template, values)
                     if tag is not None:
                         tags[tag] = None
         for relation in self._relations.get(entity_type, ()):
@@ -354,17 +372,6 @@ class Rules:
                         f"{entity_type}.{name} holds {kind.__name__} values, and {value!r} is not one"
                     ) from None
         return typed
-
-    @staticmethod
-    def _format(entity_type: str, template: Template, values: Mapping[str, Any]) -> str | None:
-        """The tag, or None when a field it needs is null: ``user:{user_id}:challenges`` of a
-        challenge without a user names nothing. A field that is missing altogether is an error."""
-        if any(values.get(name, "") is None for name in template.fields):
-            return None
-        try:
-            return template.format(values)
-        except InvalidKeyError as exc:
-            raise InvalidKeyError(f"{entity_type}: {exc}") from None
 
     # Showing
 

@@ -42,8 +42,11 @@ class AsyncCacheInvalidation:
         own tags are applied.
         """
         tag_list = validate_tags(tags)
-        if not tag_list:
-            return
+        if tag_list:
+            await self._invalidate_valid_tags(tag_list)
+
+    async def _invalidate_valid_tags(self, tag_list: tuple[str, ...]) -> None:
+        """:meth:`invalidate_tags` of tags validated already, each once (the manager's)."""
         monitor = self.monitor
         before = None
         if monitor is not None and monitor.take():
@@ -81,20 +84,30 @@ class AsyncCacheInvalidation:
         tag_list = validate_tags(tags)
         ttl = seconds("ttl", ttl)
         if tag_list:
-            monitor = self.monitor
-            if monitor is not None and monitor.take():
-                await monitor.hold(token, tag_list)  # the versions before: checked once committed
-            await self.guard.call(lambda: self.backend.mark_pending(tag_list, token=token, ttl=ttl))
+            await self._mark_valid_pending(tag_list, token, ttl)
 
     async def clear_pending(self, tags: Iterable[str], *, token: str, committed: bool) -> None:
         """``token`` lets go of ``tags``: new versions if ``committed``, else the old ones back."""
         tag_list = validate_tags(tags)
         if tag_list:
-            await self.guard.call(
-                lambda: self.backend.clear_pending(tag_list, token=token, committed=committed)
-            )
-            if self.monitor is not None:
-                self.monitor.release(token, committed=committed)
+            await self._clear_valid_pending(tag_list, token, committed)
+
+    # The same for tags (and a ttl) validated already, each once: the manager's.
+
+    async def _mark_valid_pending(self, tag_list: tuple[str, ...], token: str, ttl: float) -> None:
+        monitor = self.monitor
+        if monitor is not None and monitor.take():
+            await monitor.hold(token, tag_list)  # the versions before: checked once committed
+        await self.guard.call(lambda: self.backend.mark_pending(tag_list, token=token, ttl=ttl))
+
+    async def _clear_valid_pending(
+        self, tag_list: tuple[str, ...], token: str, committed: bool
+    ) -> None:
+        await self.guard.call(
+            lambda: self.backend.clear_pending(tag_list, token=token, committed=committed)
+        )
+        if self.monitor is not None:
+            self.monitor.release(token, committed=committed)
 
     async def clear(self) -> None:
         """Remove every entry, version and lease of this cache's namespace."""

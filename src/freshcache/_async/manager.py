@@ -111,19 +111,19 @@ class AsyncInvalidationManager:
         """Invalidate what several changes touch, in one backend operation (a transaction's worth)."""
         changes = list(changes)
         tags = self.rules.tags_for_changes(changes)  # bad input raises here, before any I/O
-        invalidation = Invalidation(
-            tags=tags,
-            entity_types=tuple(dict.fromkeys(change.entity_type for change in changes)),
-            source=source,
-        )
-        self._count_entities(changes)
-        return await self._apply(invalidation)
+        entity_types = self._count_entities(changes)
+        return await self._apply(Invalidation(tags=tags, entity_types=entity_types, source=source))
 
-    def _count_entities(self, changes: Iterable[EntityChange]) -> None:
+    def _count_entities(self, changes: Iterable[EntityChange]) -> tuple[str, ...]:
+        """Count the changes by entity type; the types, each once, in their first order."""
         by_type = self.metrics.invalidations_by_entity_type
+        counted: dict[str, int] = {}
         for change in changes:
-            by_type[change.entity_type] = by_type.get(change.entity_type, 0) + 1
-            self.metrics.entity_invalidations += 1
+            counted[change.entity_type] = counted.get(change.entity_type, 0) + 1
+        for entity_type, count in counted.items():
+            by_type[entity_type] = by_type.get(entity_type, 0) + count
+            self.metrics.entity_invalidations += count
+        return tuple(counted)
 
     def entity(self, entity_type: str) -> AsyncEntityInvalidator:
         """A helper for one entity type: ``await manager.entity("user")(id=5)``."""
@@ -163,8 +163,8 @@ class AsyncInvalidationManager:
         if not tag_list:
             return PendingWrite(token, (), True)
         try:
-            await self.cache.mark_pending(
-                tag_list, token=token, ttl=self.pending_ttl if ttl is None else seconds("ttl", ttl)
+            await self.cache._mark_valid_pending(
+                tag_list, token, self.pending_ttl if ttl is None else seconds("ttl", ttl)
             )
         except BackendError as exc:
             # The write goes on; its commit invalidates (or queues) as in commit mode.
@@ -196,13 +196,9 @@ class AsyncInvalidationManager:
 
         ``changes`` are counted by entity type; their tags are expected among ``tags``.
         """
-        changes = list(changes)
-        invalidation = Invalidation(
-            tags=validate_tags(tags),
-            entity_types=tuple(dict.fromkeys(change.entity_type for change in changes)),
-            source=source,
-        )
-        self._count_entities(changes)
+        tag_list = validate_tags(tags)
+        entity_types = self._count_entities(changes)
+        invalidation = Invalidation(tags=tag_list, entity_types=entity_types, source=source)
         if not invalidation.tags:
             return invalidation
         if pending is None or not pending.marked:
@@ -212,7 +208,7 @@ class AsyncInvalidationManager:
         token = pending.token
 
         async def release() -> None:
-            await self.cache.clear_pending(invalidation.tags, token=token, committed=True)
+            await self.cache._clear_valid_pending(invalidation.tags, token, True)
 
         return await self._apply(invalidation, release)
 
@@ -255,8 +251,10 @@ class AsyncInvalidationManager:
     # Applying
 
     async def _invalidate_now(self, invalidation: Invalidation) -> None:
+        # Every invalidation's tags were validated on their way in (formatted by the rules,
+        # or checked by validate_tags): the cache does not check them a second time.
         if invalidation.tags:
-            await self.cache.invalidate_tags(invalidation.tags)
+            await self.cache._invalidate_valid_tags(invalidation.tags)
         if invalidation.keys:
             await self.cache.invalidate_keys(invalidation.keys)
         for pattern in invalidation.patterns:
@@ -398,8 +396,7 @@ class AsyncInvalidationBatch:
             tags=tuple(self._tags),
             keys=tuple(self._keys),
             patterns=tuple(self._patterns),
-            entity_types=tuple(dict.fromkeys(change.entity_type for change in self.changes)),
+            entity_types=self.manager._count_entities(self.changes),
             source=self.source,
         )
-        self.manager._count_entities(self.changes)
         self.result = await self.manager._apply(invalidation)
