@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 
@@ -62,6 +66,16 @@ class RedisServer:
                     time.sleep(0.05)
         finally:
             client.close()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The server stopped in its tracks (SIGSTOP): connections stay open, nothing is answered."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -9,11 +9,8 @@ close; and that clients the path cannot drive keep redis-py's.
 from __future__ import annotations
 
 import gc
-import os
-import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
@@ -28,17 +25,6 @@ from ..concurrency import TIMEOUT, AsyncNursery, async_pause, async_wait_until
 from ..redis_server import RedisServer
 
 CLIENT_ID = pack_text("CLIENT", ["ID"])
-
-
-@contextmanager
-def paused(server: RedisServer) -> Iterator[None]:
-    """The server stopped in its tracks (SIGSTOP): connections stay open, nothing is answered."""
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
 
 
 def direct(backend: AsyncRedisBackend) -> AsyncDirectPool:
@@ -80,7 +66,7 @@ async def test_a_read_from_a_stalled_server_times_out_and_its_connection_is_clos
         assert "v" == await backend.get("k", ["t"])
         assert 1 == direct(backend).open_connections
 
-        with paused(private_redis):
+        with private_redis.paused():
             for tags in (["t"], None):  # the MGET and the script
                 started = time.monotonic()
                 with pytest.raises(BackendTimeoutError):
@@ -118,7 +104,7 @@ async def test_a_read_waiting_for_a_connection_gives_up_after_the_socket_timeout
         await store(backend, "k", "v", ["t"])
         assert "v" == await backend.get("k", ["t"])
 
-        with paused(private_redis):
+        with private_redis.paused():
             started = time.monotonic()
             async with AsyncNursery(errors_expected=True) as nursery:
                 stuck = nursery.start_soon(backend.get, "k", ["t"])
@@ -232,7 +218,7 @@ async def test_a_read_in_flight_at_close_has_its_connection_closed_when_it_ends(
     assert "v" == await backend.get("k", ["t"])
     pool = direct(backend)
     try:
-        with paused(private_redis):
+        with private_redis.paused():
             async with AsyncNursery(errors_expected=True) as nursery:
                 in_flight = nursery.start_soon(backend.get, "k", ["t"])
                 await async_wait_until(lambda: not pool._idle)

@@ -9,11 +9,7 @@ per retry, and its pending marks are released by the retry.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -29,17 +25,6 @@ from freshcache import (
 from ..redis_server import RedisServer
 
 RULES = Rules().entity("user", tags=["user:{id}"])
-
-
-@contextmanager
-def paused(server: RedisServer) -> Iterator[None]:
-    """The server stopped in its tracks: connections stay open, nothing is answered."""
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
 
 
 def applied_event(manager: AsyncInvalidationManager) -> asyncio.Event:
@@ -68,7 +53,7 @@ async def test_a_short_stall_opens_the_breaker_once_and_the_queue_drains_within_
         for n in range(12):
             assert await cache.set(f"user:{n}", "old", tags=[f"user:{n}"])
 
-        with paused(private_redis):
+        with private_redis.paused():
             outcomes = await asyncio.gather(
                 *[manager.invalidate_entity("user", new={"id": n}) for n in range(6)],
                 *[
@@ -113,7 +98,7 @@ async def test_a_failed_release_of_strict_marks_is_retried_as_a_release(
         pending = await manager.begin(["user:1"])
         assert pending.marked
 
-        with paused(private_redis):
+        with private_redis.paused():
             result = await manager.commit(pending)
             await asyncio.sleep(0.1)  # the stall itself, not a synchronization
         resumed = time.monotonic()
@@ -146,7 +131,7 @@ async def test_a_strict_write_against_a_hung_redis_costs_one_timeout(
         first = await manager.begin(["user:1"])
         assert first.marked
 
-        with paused(private_redis):
+        with private_redis.paused():
             began = time.monotonic()
             assert not (await manager.commit(first)).applied
             one_write = time.monotonic() - began
@@ -181,7 +166,7 @@ async def test_the_queue_drains_within_a_second_however_long_the_cooldown_grew(
     applied = applied_event(manager)
     try:
         assert await cache.set("user:1", "old", tags=["user:1"])
-        with paused(private_redis):
+        with private_redis.paused():
             assert not (await manager.invalidate_entity("user", new={"id": 1})).applied
             # As after a dozen failed probes: the breaker stays open for max_cooldown.
             cache.breaker.cooldown = cache.breaker.max_cooldown

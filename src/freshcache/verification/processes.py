@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from freshcache._exceptions import ConfigurationError
@@ -46,7 +47,7 @@ async def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str)
             await asyncio.sleep(0.1)
 
 
-class Child:
+class Child(ABC):
     """A child process that can be killed, paused and started again on its port."""
 
     name = "process"
@@ -57,8 +58,9 @@ class Child:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
+    @abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The argv that starts this child on its port."""
 
     def environment(self) -> dict[str, str] | None:
         return None
