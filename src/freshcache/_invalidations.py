@@ -36,6 +36,8 @@ class PendingWrite:
     token: str
     tags: tuple[str, ...]
     marked: bool  # False when the backend could not be reached: the commit still invalidates
+    # time.monotonic() past which the write waits no more for the cache (the manager's strict_wait)
+    deadline: float = 0.0
 
 
 @dataclass(frozen=True)

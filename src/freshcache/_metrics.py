@@ -98,6 +98,7 @@ _MANAGER_COUNTERS = _counters(
         "failed_invalidations": "Invalidations that failed after their retries and went to the failure sink.",
         "retried_invalidations": "Retries of invalidations after a backend error.",
         "recovered_invalidations": "Queued invalidations applied later.",
+        "unsettled_strict_commits": "Strict commits that returned before their queued invalidation was applied (after strict_wait).",
         "notification_errors": "Invalidation subscribers that raised.",
     },
 )
@@ -416,6 +417,7 @@ class ManagerMetrics:
     failed_invalidations: int
     retried_invalidations: int
     recovered_invalidations: int
+    unsettled_strict_commits: int
     notification_errors: int
 
     def __init__(self) -> None:

@@ -121,12 +121,13 @@ async def test_a_failed_release_of_strict_marks_is_retried_as_a_release(
 async def test_a_strict_write_against_a_hung_redis_costs_one_timeout(
     private_redis: RedisServer,
 ) -> None:
-    """With the server paused, commit() pays one socket timeout, not one per retry; with the breaker then open, the next begin() and commit() send nothing and go to the retry queue at once."""
+    """With the server paused and strict_wait=0, commit() pays one socket timeout, not one per retry; with the breaker then open, the next begin() and commit() send nothing and go to the retry queue at once."""
     cache = AsyncCache.from_url(
         f"{private_redis.url}?namespace=hung", socket_timeout=0.3, retries=0
     )
     queue = AsyncRetryQueue(cache, first_delay=60.0)  # no retry during the test
-    manager = AsyncInvalidationManager(cache, RULES, retries=2, failure_sink=queue)
+    # strict_wait=0: the writes wait for no recovery (test_manager_faults has the waits).
+    manager = AsyncInvalidationManager(cache, RULES, retries=2, failure_sink=queue, strict_wait=0)
     try:
         first = await manager.begin(["user:1"])
         assert first.marked

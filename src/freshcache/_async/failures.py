@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from time import monotonic
 from typing import Protocol
 
 from freshcache._async.cache import AsyncCache
@@ -27,6 +28,12 @@ class AsyncFailureSink(Protocol):
     async def put(self, invalidation: Invalidation) -> None: ...
 
     def __len__(self) -> int: ...
+
+
+# Optional, beside put: ``async settled(timeout) -> bool``, True once everything put so far
+# has been applied (False if ``timeout`` seconds passed first). A strict commit whose
+# invalidation went to the sink waits on it, so that it returns after its invalidation;
+# with a sink that lacks it, the commit returns at once.
 
 
 class AsyncRetryQueue:
@@ -68,6 +75,9 @@ class AsyncRetryQueue:
         self._patterns: dict[str, int] = {}
         self._releases: dict[str, tuple[tuple[str, ...], int]] = {}  # by the writer's token
         self._sequence = 0
+        # Everything queued under this number or an earlier one has been applied.
+        self._applied_through = 0
+        self._applied = AsyncEvent()  # set (and replaced) when _applied_through moves
         self._overflow = 0  # 0: none; else the number of the overflow a drain must clear
         self._active = False
         self._guard = AsyncCriticalSection()
@@ -120,9 +130,12 @@ class AsyncRetryQueue:
             queued_tags, queued_keys = dict(self._tags), dict(self._keys)
             queued_patterns, overflowed = dict(self._patterns), self._overflow
             queued_releases = dict(self._releases)
+            through = self._sequence
         tags, keys, patterns = list(queued_tags), list(queued_keys), list(queued_patterns)
         released = [tag for tags_of, _ in queued_releases.values() for tag in tags_of]
         if not (tags or keys or patterns or queued_releases or overflowed):
+            with self._guard:
+                self._applied_up_to(through)
             self.cache.resume_reads(self)
             return True
         try:
@@ -153,6 +166,8 @@ class AsyncRetryQueue:
                     del self._releases[token]
             if overflowed and self._overflow == overflowed:
                 self._overflow = 0
+            # An item queued again since was applied after its earlier number, too.
+            self._applied_up_to(through)
             empty = not len(self)
             if empty:
                 self.cache.resume_reads(self)
@@ -174,6 +189,28 @@ class AsyncRetryQueue:
                 )
             )
         return empty
+
+    def _applied_up_to(self, number: int) -> None:
+        """Under the guard: everything queued under ``number`` or before is applied; wake the waiters."""
+        if number > self._applied_through:
+            self._applied_through = number
+            applied, self._applied = self._applied, AsyncEvent()
+            applied.set()
+
+    async def settled(self, timeout: float) -> bool:
+        """Wait until everything queued so far has been applied; False if ``timeout`` seconds passed first."""
+        deadline = monotonic() + timeout
+        with self._guard:
+            number = self._sequence
+        while True:
+            with self._guard:
+                if self._applied_through >= number:
+                    return True
+                applied = self._applied
+            left = deadline - monotonic()
+            if left <= 0 or not await applied.wait(left):
+                with self._guard:
+                    return self._applied_through >= number
 
     def _wake_up(self) -> None:
         """The backend answered a call again: retry now rather than at the end of the delay."""

@@ -45,6 +45,7 @@ class AsyncInvalidationManager:
         backoff: Seconds = 0.05,
         max_backoff: Seconds = 1.0,
         pending_ttl: Seconds = 60.0,
+        strict_wait: Seconds = 5.0,
         failure_sink: AsyncFailureSink | None = None,
         raise_on_failure: bool = False,
     ) -> None:
@@ -58,12 +59,14 @@ class AsyncInvalidationManager:
         backoff = seconds("backoff", backoff, zero_allowed=True)
         max_backoff = seconds("max_backoff", max_backoff, zero_allowed=True)
         pending_ttl = seconds("pending_ttl", pending_ttl)
+        strict_wait = seconds("strict_wait", strict_wait, zero_allowed=True)
         self.cache = cache
         self.rules = rules if rules is not None else Rules()
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.pending_ttl = pending_ttl
+        self.strict_wait = strict_wait
         self.raise_on_failure = raise_on_failure
         self.metrics = ManagerMetrics()
         if failure_sink is None:
@@ -160,17 +163,27 @@ class AsyncInvalidationManager:
         """Hold ``tags`` pending before a commit: readers bypass them, fills are refused."""
         tag_list = validate_tags(tags)
         token = new_token()
+        deadline = time.monotonic() + self.strict_wait
         if not tag_list:
-            return PendingWrite(token, (), True)
-        try:
-            await self.cache._mark_valid_pending(
-                tag_list, token, self.pending_ttl if ttl is None else seconds("ttl", ttl)
-            )
-        except BackendError as exc:
-            # The write goes on; its commit invalidates (or queues) as in commit mode.
-            log.warning("could not mark %d tags pending: %s", len(tag_list), exc)
-            return PendingWrite(token, tag_list, False)
-        return PendingWrite(token, tag_list, True)
+            return PendingWrite(token, (), True, deadline)
+        mark_ttl = self.pending_ttl if ttl is None else seconds("ttl", ttl)
+        delay = max(self.backoff, 0.01)
+        while True:
+            try:
+                await self.cache._mark_valid_pending(tag_list, token, mark_ttl)
+                return PendingWrite(token, tag_list, True, deadline)
+            except BackendError as exc:
+                # Unmarked, the commit would let other processes read the old entries
+                # until its invalidation lands: wait for the backend, up to strict_wait.
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    # The write goes on; its commit invalidates (or queues) as in commit mode.
+                    log.warning("could not mark %d tags pending: %s", len(tag_list), exc)
+                    return PendingWrite(token, tag_list, False, deadline)
+            await async_sleep(min(delay, left))
+            delay = min(delay * 2, self.max_backoff)
+            if self.cache.breaker.is_open:
+                await self.cache.guard.probe()  # else every mark is refused until the cooldown ends
 
     async def commit(
         self,
@@ -201,16 +214,44 @@ class AsyncInvalidationManager:
         invalidation = Invalidation(tags=tag_list, entity_types=entity_types, source=source)
         if not invalidation.tags:
             return invalidation
-        if pending is None or not pending.marked:
+        if pending is None:
             return await self._apply(invalidation)
-        # Carried along so that a retry, too, releases the marks rather than only invalidating.
-        invalidation = dataclasses.replace(invalidation, pending_token=pending.token)
-        token = pending.token
+        if pending.marked:
+            # Carried along so that a retry, too, releases the marks rather than only invalidating.
+            invalidation = dataclasses.replace(invalidation, pending_token=pending.token)
+            token = pending.token
 
-        async def release() -> None:
-            await self.cache._clear_valid_pending(invalidation.tags, token, True)
+            async def release() -> None:
+                await self.cache._clear_valid_pending(invalidation.tags, token, True)
 
-        return await self._apply(invalidation, release)
+            applied = await self._apply(invalidation, release)
+        else:
+            applied = await self._apply(invalidation)  # the marks failed: as in commit mode
+        if not applied.applied:
+            await self._settle(applied, pending.deadline)
+        return applied
+
+    async def _settle(self, invalidation: Invalidation, deadline: float) -> None:
+        """A strict commit whose invalidation went to the sink returns once it is applied, or at ``deadline``.
+
+        Until it is applied, another process may read an entry from before the commit: its
+        marks may have failed, or been lost with a restarted server. Answering the write
+        only once the queue applied it keeps read-after-write across processes through an
+        outage shorter than ``strict_wait`` (counted from ``begin``, marks and release
+        together); past it the write returns anyway (a write never fails because of the
+        cache), and ``unsettled_strict_commits`` counts it.
+        """
+        settled = getattr(self.failure_sink, "settled", None)
+        if settled is None:
+            return
+        if not await settled(max(0.0, deadline - time.monotonic())):
+            self.metrics.unsettled_strict_commits += 1
+            log.warning(
+                "a strict commit returns before its queued invalidation of %d tags was applied "
+                "(waited %s s): other processes may read its tags' old entries until it is",
+                len(invalidation.tags),
+                self.strict_wait,
+            )
 
     async def abort(self, pending: PendingWrite) -> None:
         """After a rollback: let go of the tags; unchanged by anyone, they keep their versions."""
