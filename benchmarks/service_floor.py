@@ -1,19 +1,27 @@
-"""The framework's floor for benchmarks.service_http: a bare FastAPI route answering a constant user.
+"""The framework's floors for benchmarks.service_http: bare FastAPI routes answering a constant user.
 
-The body is the service's own answer for one user (``FRESHCACHE_FLOOR_BODY``), returned as
-a dict, so FastAPI encodes the same fields and bytes for every id: what any route pays
-before it does any work of its own.
+The body is the service's own answer for one user (``FRESHCACHE_FLOOR_BODY``), so every
+floor encodes the same fields and bytes for every id:
+
+- ``app``: returned as a dict, what any route pays before it does any work of its own;
+- ``app_with_redis``: the same JSON, read from Redis by one raw redis-py ``GET`` per
+  request (``FRESHCACHE_FLOOR_REDIS_URL``) and returned as it is: what any route that
+  reads a cache on Redis pays, however little it does besides.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
-USER = json.loads(os.environ.get("FRESHCACHE_FLOOR_BODY", '{"id": 1}'))
+BODY = os.environ.get("FRESHCACHE_FLOOR_BODY", '{"id": 1}')
+USER = json.loads(BODY)
+KEY = "freshcache-floor:user"
 
 
 def app() -> FastAPI:
@@ -28,3 +36,29 @@ def app() -> FastAPI:
         return {}
 
     return bare
+
+
+def app_with_redis() -> FastAPI:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(
+        os.environ.get("FRESHCACHE_FLOOR_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await client.set(KEY, BODY.encode())
+        yield
+        await client.aclose()
+
+    floor = FastAPI(lifespan=lifespan)
+
+    @floor.get("/api/users/{user_id}")
+    async def user(user_id: int) -> Response:
+        return Response(await client.get(KEY), media_type="application/json")
+
+    @floor.get("/openapi.json", include_in_schema=False)
+    async def ready() -> dict[str, str]:
+        return {}
+
+    return floor

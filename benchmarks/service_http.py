@@ -53,6 +53,10 @@ ROUTES = {  # name: (path with {id} for a random user id, the goal of cache on o
     "leaderboard": ("/api/leaderboard", 20.0),
 }
 FLOOR_GOAL = 0.6  # the cached by-id route against the bare route
+FLOORS = {  # figure: the app wrk asks for /api/users/{id}
+    "bare route": "benchmarks.service_floor:app",
+    "bare route + one Redis GET": "benchmarks.service_floor:app_with_redis",
+}
 LUA = """
 local lowest, highest = {lowest}, {highest}
 local template = "{template}"
@@ -201,11 +205,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     if mode == "on" and name == "user by id":
                         body = get(base + template.format(id=ids.start))
-        floor_env = {"FRESHCACHE_FLOOR_BODY": body.decode()}
-        with server("benchmarks.service_floor:app", floor_env) as base:
-            figure["bare route"] = wrk(
-                base + "/api/users/1", "/api/users/{id}", ids, seconds, args.connections
-            )
+        floor_env = {
+            "FRESHCACHE_FLOOR_BODY": body.decode(),
+            "FRESHCACHE_FLOOR_REDIS_URL": args.redis_url,
+        }
+        for floor, factory in FLOORS.items():
+            with server(factory, floor_env) as base:
+                figure[floor] = wrk(
+                    base + "/api/users/1", "/api/users/{id}", ids, seconds, args.connections
+                )
         figures.append(figure)
         print(f"run {run + 1}: " + ", ".join(f"{k} {v['rps']:,.0f}/s" for k, v in figure.items()))
     return {
@@ -265,6 +273,21 @@ def table(result: dict[str, Any]) -> str:
         f"{spread('bare route')} | by id cached / bare: {statistics.median(floors):.2f}x "
         f"({min(floors):.2f}-{max(floors):.2f}) | {FLOOR_GOAL}x: {met} |"
     )
+    redis_floor = "bare route + one Redis GET"
+    if all(redis_floor in run for run in result["runs"]):  # runs before it was measured lack it
+
+        def against(name: str) -> str:
+            ratios = [a / b for a, b in zip(rates(name), rates("bare route"), strict=True)]
+            return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+
+        cached = [
+            a / b for a, b in zip(rates("user by id, cache on"), rates(redis_floor), strict=True)
+        ]
+        lines.append(
+            f"| the same, read from Redis by one raw redis-py GET | | {spread(redis_floor)} | "
+            f"this floor / bare: {against(redis_floor)}; by id cached / this floor: "
+            f"{statistics.median(cached):.2f}x ({min(cached):.2f}-{max(cached):.2f}) | |"
+        )
     errors = sum(value["non_2xx"] for run in result["runs"] for value in run.values())
     start, end = result["load_average_start"], result["load_average_end"]
     lines += [
