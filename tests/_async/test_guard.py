@@ -95,11 +95,14 @@ async def test_an_open_breaker_refuses_with_a_public_error() -> None:
 
 
 async def test_with_the_breaker_open_a_strict_write_sends_nothing_and_is_queued() -> None:
-    """With the breaker open, begin() and commit() make no backend call, do not retry, and hand the write to the retry queue."""
+    """With the breaker open and strict_wait=0, begin() and commit() make no backend call, do not retry, and hand the write to the retry queue."""
     backend = FailingBackend()
     cache = AsyncCache(backend)
     queue = AsyncRetryQueue(cache, first_delay=3600)
-    manager = AsyncInvalidationManager(cache, retries=2, backoff=60.0, failure_sink=queue)
+    # strict_wait=0: no wait for a recovery (tests/system/test_manager_faults.py has the waits).
+    manager = AsyncInvalidationManager(
+        cache, retries=2, backoff=60.0, failure_sink=queue, strict_wait=0
+    )
     try:
         backend.failing = True
         assert not (await manager.invalidate_tags(["a"])).applied  # opens the breaker

@@ -96,11 +96,12 @@ def test_an_open_breaker_refuses_with_a_public_error() -> None:
 
 
 def test_with_the_breaker_open_a_strict_write_sends_nothing_and_is_queued() -> None:
-    """With the breaker open, begin() and commit() make no backend call, do not retry, and hand the write to the retry queue."""
+    """With the breaker open and strict_wait=0, begin() and commit() make no backend call, do not retry, and hand the write to the retry queue."""
     backend = FailingBackend()
     cache = Cache(backend)
     queue = RetryQueue(cache, first_delay=3600)
-    manager = InvalidationManager(cache, retries=2, backoff=60.0, failure_sink=queue)
+    # strict_wait=0: no wait for a recovery (tests/system/test_manager_faults.py has the waits).
+    manager = InvalidationManager(cache, retries=2, backoff=60.0, failure_sink=queue, strict_wait=0)
     try:
         backend.failing = True
         assert not (manager.invalidate_tags(["a"])).applied  # opens the breaker
