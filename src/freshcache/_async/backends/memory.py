@@ -105,6 +105,8 @@ class AsyncMemoryBackend(AsyncBackend):
         self._leases: dict[str, tuple[str, float]] = {}
         self._operations = 0
         self._guard = AsyncCriticalSection()
+        if type(self).get is AsyncMemoryBackend.get:  # a subclass's own get stays the read
+            self.get_now = self._guard.around(self._get)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -115,7 +117,8 @@ class AsyncMemoryBackend(AsyncBackend):
         with self._guard:
             return self._get(key)
 
-    def _get(self, key: str) -> Any:
+    def _get(self, key: str, tags: Sequence[str] | None = None) -> Any:
+        """get's answer, inside the critical section (``tags``, a hint, is not needed here)."""
         entry = self._entries.get(key)
         if entry is None:
             return MISSING
