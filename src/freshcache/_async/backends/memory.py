@@ -125,7 +125,10 @@ class AsyncMemoryBackend(AsyncBackend):
 
     def _get(self, key: str, tags: Sequence[str] | None = None) -> Any:
         """get's answer, inside the critical section (``tags``, a hint, is not needed here)."""
-        entry = self._entry_of(key)
+        # Each call through a local: called as self.name(...), an attribute that holds a
+        # function takes the generic method lookup on every call.
+        entry_of = self._entry_of
+        entry = entry_of(key)
         if entry is None:
             return MISSING
         clock = self._clock
@@ -136,7 +139,8 @@ class AsyncMemoryBackend(AsyncBackend):
         for tag, version in entry.versions:
             if version_now(tag) != version:
                 return MISSING
-        self._touch(key)
+        touch = self._touch
+        touch(key)
         return entry.value
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
