@@ -13,11 +13,12 @@ import asyncio
 import functools
 import multiprocessing
 import random
+import threading
 from typing import Any
 
 import pytest
 
-from freshcache import AsyncCache, AsyncMemoryBackend, Cache
+from freshcache import AsyncCache, AsyncMemoryBackend, Cache, MemoryBackend
 
 from .concurrency import async_wait_until
 
@@ -301,3 +302,20 @@ async def test_herd_in_one_process_runs_the_loader_once() -> None:
     )
     assert ["value"] * 500 == values
     assert 1 == loads
+
+
+def test_a_thread_reading_through_get_now_waits_for_a_section_in_progress() -> None:
+    """The sync memory backend's get_now takes the lock every operation holds: it never reads half an operation."""
+    backend = MemoryBackend()
+    get_now = backend.get_now
+    assert get_now is not None
+    answers: list[Any] = []
+    reader = threading.Thread(target=lambda: answers.append(get_now("k", None)))
+    with backend._guard:  # another thread's operation, in the middle of its section
+        reader.start()
+        reader.join(0.2)  # what must not happen has no event to wait for: a short window
+        assert reader.is_alive()
+        assert [] == answers
+    reader.join(5)
+    assert not reader.is_alive()
+    assert 1 == len(answers)

@@ -11,6 +11,11 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import TypeVar
+
+A = TypeVar("A")
+B = TypeVar("B")
+R = TypeVar("R")
 
 
 class AsyncCriticalSection:
@@ -23,6 +28,10 @@ class AsyncCriticalSection:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+    def around(self, function: Callable[[A, B], R]) -> Callable[[A, B], R]:
+        """``function`` as a whole section: itself, since nothing else runs until it returns."""
+        return function
 
 
 class CriticalSection:
@@ -38,6 +47,23 @@ class CriticalSection:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
+
+    def around(self, function: Callable[[A, B], R]) -> Callable[[A, B], R]:
+        """``function`` as a whole section: called under the lock.
+
+        A bare ``with`` on the ``threading.Lock`` enters and leaves it in C, where
+        ``with self`` would run ``__enter__`` and ``__exit__`` in Python.
+        """
+        acquire, release = self._lock.acquire, self._lock.release
+
+        def locked(first: A, second: B) -> R:
+            acquire()
+            try:
+                return function(first, second)
+            finally:
+                release()
+
+        return locked
 
 
 class AsyncEvent:

@@ -87,6 +87,8 @@ class AsyncCache(AsyncCacheInvalidation, AsyncDegradedReads):
         check_flags(cache_none=cache_none, raise_errors=raise_errors)
         metrics = check_metrics(metrics)
         self.backend = backend
+        # A backend answering from memory reads without a coroutine (see AsyncBackend.get_now).
+        self._get_now = backend.get_now
         self.default_ttl = default_ttl
         self.ttl_jitter = ttl_jitter
         self.lease_ttl = lease_ttl
@@ -167,8 +169,12 @@ class AsyncCache(AsyncCacheInvalidation, AsyncDegradedReads):
         if self._skip_read():
             value = MISSING
         else:
+            get_now = self._get_now
             try:
-                value = await self.backend.get(key, tags)
+                if get_now is None:
+                    value = await self.backend.get(key, tags)
+                else:
+                    value = get_now(key, tags)
                 self._backend_ok()
             except (BackendError, SerializationError) as exc:
                 self._read_failed("get", exc)
@@ -185,8 +191,9 @@ class AsyncCache(AsyncCacheInvalidation, AsyncDegradedReads):
         """A read that counts nothing (the caller was counted already); failures read as misses."""
         if self._skip_read():
             return MISSING
+        get_now = self._get_now
         try:
-            value = await self.backend.get(key, tags)
+            value = await self.backend.get(key, tags) if get_now is None else get_now(key, tags)
             self._backend_ok()
             return value
         except (BackendError, SerializationError) as exc:
@@ -330,8 +337,12 @@ class AsyncCache(AsyncCacheInvalidation, AsyncDegradedReads):
             # a quarter more CPU (1.65 against 1.32 us async, 1.53 against 1.27 us sync,
             # best of 30 timeit runs). Same counting as _lookup, minus the timing.
             self._get_count += 1
+            get_now = self._get_now
             try:
-                value = await self.backend.get(key, tag_list)
+                if get_now is None:
+                    value = await self.backend.get(key, tag_list)
+                else:
+                    value = get_now(key, tag_list)  # a memory read: no coroutine to await
             except (BackendError, SerializationError) as exc:
                 self._read_failed("get", exc)
                 value = MISSING

@@ -88,6 +88,8 @@ class Cache(CacheInvalidation, DegradedReads):
         check_flags(cache_none=cache_none, raise_errors=raise_errors)
         metrics = check_metrics(metrics)
         self.backend = backend
+        # A backend answering from memory reads without a coroutine (see Backend.get_now).
+        self._get_now = backend.get_now
         self.default_ttl = default_ttl
         self.ttl_jitter = ttl_jitter
         self.lease_ttl = lease_ttl
@@ -168,8 +170,12 @@ class Cache(CacheInvalidation, DegradedReads):
         if self._skip_read():
             value = MISSING
         else:
+            get_now = self._get_now
             try:
-                value = self.backend.get(key, tags)
+                if get_now is None:
+                    value = self.backend.get(key, tags)
+                else:
+                    value = get_now(key, tags)
                 self._backend_ok()
             except (BackendError, SerializationError) as exc:
                 self._read_failed("get", exc)
@@ -186,8 +192,9 @@ class Cache(CacheInvalidation, DegradedReads):
         """A read that counts nothing (the caller was counted already); failures read as misses."""
         if self._skip_read():
             return MISSING
+        get_now = self._get_now
         try:
-            value = self.backend.get(key, tags)
+            value = self.backend.get(key, tags) if get_now is None else get_now(key, tags)
             self._backend_ok()
             return value
         except (BackendError, SerializationError) as exc:
@@ -331,8 +338,12 @@ class Cache(CacheInvalidation, DegradedReads):
             # a quarter more CPU (1.65 against 1.32 us async, 1.53 against 1.27 us sync,
             # best of 30 timeit runs). Same counting as _lookup, minus the timing.
             self._get_count += 1
+            get_now = self._get_now
             try:
-                value = self.backend.get(key, tag_list)
+                if get_now is None:
+                    value = self.backend.get(key, tag_list)
+                else:
+                    value = get_now(key, tag_list)  # a memory read: no coroutine to await
             except (BackendError, SerializationError) as exc:
                 self._read_failed("get", exc)
                 value = MISSING

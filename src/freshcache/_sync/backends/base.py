@@ -10,7 +10,7 @@ it. ``freshcache.testing`` checks a backend against this contract.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from freshcache._entries import FillTicket, _Missing
@@ -21,6 +21,11 @@ class Backend(abc.ABC):
     """Storage for entries, tag versions, pending marks and leases."""
 
     name: str = "backend"
+
+    # A backend that answers reads from this process's memory may offer get_now(key, tags):
+    # get's answer, at once, as a plain call (no coroutine to await), safe wherever get is.
+    # The cache looks it up once and serves its hits through it; None: it awaits get.
+    get_now: Callable[[str, Sequence[str] | None], Any] | None = None
 
     # Reads
 

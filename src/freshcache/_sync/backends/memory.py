@@ -102,10 +102,18 @@ class MemoryBackend(Backend):
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._versions: OrderedDict[str, str] = OrderedDict()
+        # The read's calls, bound once: CPython leaves a method looked up on an OrderedDict
+        # (an object with an instance dict) or an attribute holding a function unspecialized,
+        # a generic lookup per call on every hit.
+        self._entry_of = self._entries.get
+        self._touch = self._entries.move_to_end
+        self._version_now = self._versions.get
         self._holds: dict[str, _Hold] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._operations = 0
         self._guard = CriticalSection()
+        if type(self).get is MemoryBackend.get:  # a subclass's own get stays the read
+            self.get_now = self._guard.around(self._get)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -116,18 +124,24 @@ class MemoryBackend(Backend):
         with self._guard:
             return self._get(key)
 
-    def _get(self, key: str) -> Any:
-        entry = self._entries.get(key)
+    def _get(self, key: str, tags: Sequence[str] | None = None) -> Any:
+        """get's answer, inside the critical section (``tags``, a hint, is not needed here)."""
+        # Each call through a local: called as self.name(...), an attribute that holds a
+        # function takes the generic method lookup on every call.
+        entry_of = self._entry_of
+        entry = entry_of(key)
         if entry is None:
             return MISSING
-        if entry.expires_at <= self._clock():
+        clock = self._clock
+        if entry.expires_at <= clock():
             self._remove(key)
             return MISSING
-        versions = self._versions
+        version_now = self._version_now
         for tag, version in entry.versions:
-            if versions.get(tag) != version:
+            if version_now(tag) != version:
                 return MISSING
-        self._entries.move_to_end(key)
+        touch = self._touch
+        touch(key)
         return entry.value
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:

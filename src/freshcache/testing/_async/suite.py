@@ -211,6 +211,28 @@ class AsyncBackendSuite(abc.ABC):
             assert MISSING is await backend.get("k", hint), hint
             assert "untagged" == await backend.get("bare", hint), hint
 
+    async def test_get_now_answers_as_get(self, backend: AsyncBackend) -> None:
+        """A backend offering get_now answers through it what get answers: hits, a stored None, stale, deleted and expired entries."""
+        get_now = backend.get_now
+        if get_now is None:
+            pytest.skip(f"{backend.name} offers no get_now: the cache awaits get")
+        await _store(backend, "k", "v", ["a", "b"])
+        await _store(backend, "none", None, ["a"])
+        await _store(backend, "short", "v", ["t"], ttl=SHORT_TTL)
+        keys = ["k", "none", "short", "absent"]
+        hints: list[list[str] | None] = [None, ["a", "b"], ["c"]]
+
+        async def both() -> list[Any]:
+            answers = [[await backend.get(key, hint) for hint in hints] for key in keys]
+            assert answers == [[get_now(key, hint) for hint in hints] for key in keys]
+            return [row[0] for row in answers]
+
+        assert ["v", None, "v", MISSING] == await both()
+        await backend.invalidate_tags(["b"])
+        await backend.delete(["none"])
+        await async_sleep(PAST_SHORT_TTL)
+        assert [MISSING] * 4 == await both()
+
     async def test_delete_counts_the_entries_that_existed(self, backend: AsyncBackend) -> None:
         """delete removes the entries given and answers how many existed."""
         await _store(backend, "user:1", 1)

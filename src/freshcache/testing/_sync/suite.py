@@ -212,6 +212,28 @@ class BackendSuite(abc.ABC):
             assert MISSING is backend.get("k", hint), hint
             assert "untagged" == backend.get("bare", hint), hint
 
+    def test_get_now_answers_as_get(self, backend: Backend) -> None:
+        """A backend offering get_now answers through it what get answers: hits, a stored None, stale, deleted and expired entries."""
+        get_now = backend.get_now
+        if get_now is None:
+            pytest.skip(f"{backend.name} offers no get_now: the cache awaits get")
+        _store(backend, "k", "v", ["a", "b"])
+        _store(backend, "none", None, ["a"])
+        _store(backend, "short", "v", ["t"], ttl=SHORT_TTL)
+        keys = ["k", "none", "short", "absent"]
+        hints: list[list[str] | None] = [None, ["a", "b"], ["c"]]
+
+        def both() -> list[Any]:
+            answers = [[backend.get(key, hint) for hint in hints] for key in keys]
+            assert answers == [[get_now(key, hint) for hint in hints] for key in keys]
+            return [row[0] for row in answers]
+
+        assert ["v", None, "v", MISSING] == both()
+        backend.invalidate_tags(["b"])
+        backend.delete(["none"])
+        sleep(PAST_SHORT_TTL)
+        assert [MISSING] * 4 == both()
+
     def test_delete_counts_the_entries_that_existed(self, backend: Backend) -> None:
         """delete removes the entries given and answers how many existed."""
         _store(backend, "user:1", 1)
