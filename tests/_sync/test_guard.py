@@ -101,7 +101,9 @@ def test_with_the_breaker_open_a_strict_write_sends_nothing_and_is_queued() -> N
     cache = Cache(backend)
     queue = RetryQueue(cache, first_delay=3600)
     # strict_wait=0: no wait for a recovery (tests/system/test_manager_faults.py has the waits).
-    manager = InvalidationManager(cache, retries=2, backoff=60.0, failure_sink=queue, strict_wait=0)
+    manager = InvalidationManager(
+        cache, retries=2, backoff=60.0, failure_sink=queue, strict_wait=0
+    )
     try:
         backend.failing = True
         assert not (manager.invalidate_tags(["a"])).applied  # opens the breaker
