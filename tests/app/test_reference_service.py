@@ -343,3 +343,22 @@ def test_events_on_redis_need_a_redis_cache(tmp_path: Path) -> None:
     """FRESHCACHE_EVENTS=redis over the memory cache is refused, saying what to set."""
     with pytest.raises(ConfigurationError, match="FRESHCACHE_CACHE_URL"):
         create_app(Settings(data_dir=tmp_path, events="redis"))
+
+
+def test_strict_wait_reaches_the_manager_and_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FRESHCACHE_STRICT_WAIT sets the manager's strict_wait; a negative one is refused, naming it."""
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("FRESHCACHE_STRICT_WAIT", "0.5")
+    app = create_app(Settings(data_dir=tmp_path, seed=False))
+    assert 0.5 == app.state.service.manager.strict_wait
+
+    monkeypatch.delenv("FRESHCACHE_STRICT_WAIT")
+    default = create_app(Settings(data_dir=tmp_path / "default", seed=False))
+    assert 5.0 == default.state.service.manager.strict_wait
+
+    monkeypatch.setenv("FRESHCACHE_STRICT_WAIT", "-1")
+    with pytest.raises(ValidationError, match="strict_wait"):
+        Settings(data_dir=tmp_path, seed=False)

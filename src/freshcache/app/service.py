@@ -114,7 +114,7 @@ def build(settings: Settings) -> Service:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = database_engine(settings.database_url)
     cache = cache_of(settings)  # "none": a backend that stores nothing
-    manager = AsyncInvalidationManager(cache, service_rules())
+    manager = AsyncInvalidationManager(cache, service_rules(), strict_wait=settings.strict_wait)
     bus = event_bus(settings, cache)
     relay = AsyncOutboxRelay(
         engine, manager, OUTBOX, bus=bus, elect=True

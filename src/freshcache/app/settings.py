@@ -31,6 +31,13 @@ class Settings(BaseSettings):
         default="strict",
         description="strict: no read goes backwards around a write; commit: invalidate after the commit only.",
     )
+    strict_wait: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=60.0,
+        description="strict: how long a write waits in all for an unreachable cache (its marks, "
+        "its release) before going on as in commit mode; 0: never wait.",
+    )
     admin_token: str | None = Field(
         default=None,
         description="Token (16 characters or more) guarding the admin endpoints; without it they answer 403.",
