@@ -57,3 +57,14 @@ def test_keys_are_checked_apart() -> None:
     verdict = check_history(writes, [Read("j", 30, 35, 5), Read("k", 30, 35, 1)])
     assert NONE == verdict.counts
     assert 2 == verdict.reads
+
+
+def test_every_violation_keeps_its_read_and_when_it_ran() -> None:
+    """Past the few examples, each violating read is kept with its kind, start and end (for verify's timeline)."""
+    many = reads(*[(41 + n, 50 + n, 1) for n in range(8)], (0, 9, 1))
+    verdict = check_history(WRITES, many)
+
+    assert 9 == len(verdict.found)  # every one, where the examples stop at five a kind
+    assert 5 == len(verdict.examples["stale"])
+    assert ("future", 0, 9) == verdict.found[-1][:3]
+    assert [(41 + n, 50 + n) for n in range(8)] == [(s, e) for _, s, e, _ in verdict.found[:8]]

@@ -66,6 +66,13 @@ def test_verify_reports_the_stale_reads_of_a_service_that_skips_invalidation(
     assert 1 == run.returncode, run.stdout + run.stderr
     assert report["violations"]["stale"] > 0
     assert "read" in report["examples"]["stale"][0]
+    # Each violation on the run's timeline (the final reads after the run included), in
+    # order of the reads' starts.
+    timeline = report["timeline"]["violations"]
+    assert sum(report["violations"].values()) == len(timeline)
+    assert all(0 <= start <= end for start, end, _, _ in timeline)
+    assert sorted(start for start, *_ in timeline) == [start for start, *_ in timeline]
+    assert [] == report["timeline"]["faults"]  # none asked for
     assert "stale" in run.stdout
     assert "reads broke a rule" in run.stdout
 

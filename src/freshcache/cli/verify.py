@@ -206,9 +206,10 @@ async def _verify(
             loop.add_signal_handler(stop, run.stopped.set)
         await run.setup()
         fault_task = None
+        run.history.began_ns = time.monotonic_ns()  # the run's origin, the faults' too
         if faults is not None:
             faults.children = children
-            fault_task = asyncio.create_task(faults.run(run.stopped, time.monotonic()))
+            fault_task = asyncio.create_task(faults.run(run.stopped, run.history.began_ns / 1e9))
         with _progress(console) as progress:
             shown = asyncio.create_task(_show(progress, run, console))
             try:
@@ -289,6 +290,19 @@ def summary(
         "violations": verdict.counts,
         "violation_rate": verdict.violations / verdict.reads if verdict.reads else 0.0,
         "examples": verdict.examples,
+        # When each violation and each fault happened, in seconds since the run began.
+        "timeline": {
+            "faults": [[round(at, 3), name] for at, name in faults.log.injected] if faults else [],
+            "violations": [
+                [
+                    round((start - history.began_ns) / 1e9, 3),
+                    round((end - history.began_ns) / 1e9, 3),
+                    kind,
+                    example,
+                ]
+                for kind, start, end, example in sorted(verdict.found, key=lambda v: v[1])
+            ],
+        },
     }
 
 

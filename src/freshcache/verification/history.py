@@ -57,13 +57,17 @@ class Verdict:
     writes: int
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     examples: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
+    # Every violating read, as (kind, the read's start and end in monotonic ns, its example):
+    # when it happened, to set beside the faults of the run.
+    found: list[tuple[str, int, int, str]] = field(default_factory=list)
 
     @property
     def violations(self) -> int:
         return sum(self.counts.values())
 
-    def add(self, kind: str, example: str) -> None:
+    def add(self, kind: str, example: str, read: Read) -> None:
         self.counts[kind] += 1
+        self.found.append((kind, read.start, read.end, example))
         if len(self.examples[kind]) < EXAMPLES:
             self.examples[kind].append(example)
 
@@ -99,10 +103,13 @@ def _check_key(key: str, writes: list[Write], reads: list[Read], verdict: Verdic
             verdict.add(
                 "stale",
                 f"{key}: {read.route} read {read.value} though write {floor} had answered",
+                read,
             )
         write = by_value.get(read.value)
         if read.value != 0 and (write is None or write.start > read.end):
-            verdict.add("future", f"{key}: {read.route} read {read.value} before its write began")
+            verdict.add(
+                "future", f"{key}: {read.route} read {read.value} before its write began", read
+            )
     # A sweep over reads by start, with the newest value among the reads already ended.
     by_end = sorted(reads, key=lambda r: r.end)
     newest: Read | None = None
@@ -117,4 +124,5 @@ def _check_key(key: str, writes: list[Write], reads: list[Read], verdict: Verdic
                 "non-monotonic",
                 f"{key}: {read.route} read {read.value} after {newest.route} "
                 f"had returned {newest.value}",
+                read,
             )

@@ -80,6 +80,9 @@ class History:
     tally: Tally = field(default_factory=Tally)
     seconds: float = 0.0
     keys: int = 0
+    # time.monotonic_ns() when the run began (drive's start unless set before it): the
+    # origin of the report's timeline, shared with the faults
+    began_ns: int = 0
 
 
 class Client:
@@ -158,7 +161,9 @@ class Run:
         return True
 
     async def drive(self) -> None:
-        began = time.monotonic()
+        if not self.history.began_ns:
+            self.history.began_ns = time.monotonic_ns()
+        began = self.history.began_ns / 1e9
         deadline = began + self.plan.duration
         writers = [
             self._write(self.registers.names, n, deadline) for n in range(self.plan.keys)
