@@ -248,7 +248,8 @@ class AsyncInvalidationManager:
             self.metrics.unsettled_strict_commits += 1
             log.warning(
                 "a strict commit returns before its queued invalidation of %d tags was applied "
-                "(waited %s s): other processes may read its tags' old entries until it is",
+                "(strict_wait %s s, counted from begin, ran out): other processes may read its "
+                "tags' old entries until it is",
                 len(invalidation.tags),
                 self.strict_wait,
             )
