@@ -3,13 +3,17 @@
 freshcache's hit with known tags is one MGET of the entry and its tag versions, checked
 in the client, then a JSON decode; the reference is a plain GET of the payload's bytes,
 not decoded. ``GET + json.loads`` shows what the decode alone costs, and a raw MGET of
-the payload and a version what the round trip alone costs: freshcache's floor.
+the payload and a version what redis-py's round trip alone costs. The last raw row is the
+floor no client can go below: the same MGET's bytes written on a socket held open, and
+read back until the reply is complete, with no client library, no parsing and no
+timeout; in wall time it is mostly the kernel's and the server's share of a round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import warnings
 from contextlib import AsyncExitStack, ExitStack
 from typing import Any
@@ -41,6 +45,26 @@ ASYNC_RAW = "redis.asyncio GET"
 MGET_LABEL = "{client} MGET of payload + a 16-byte version"
 VERSION = b"0123456789abcdef"
 SYNC_RAW = "redis GET"
+FLOOR_LABEL = "{flavour} socket: the same MGET's bytes, no client (the floor)"
+
+
+def _mget_bytes(keys: list[str]) -> tuple[bytes, int]:
+    """The packed MGET of ``keys`` and the length of its reply (the payload, then the version)."""
+    command = [b"MGET", *(key.encode() for key in keys)]
+    packed = b"*%d\r\n" % len(command) + b"".join(
+        b"$%d\r\n%b\r\n" % (len(part), part) for part in command
+    )
+    reply = b"*2\r\n" + b"".join(
+        b"$%d\r\n%b\r\n" % (len(value), value) for value in (PAYLOAD_BYTES, VERSION)
+    )
+    return packed, len(reply)
+
+
+def _address(redis_url: str) -> tuple[str, int]:
+    url = urlsplit(redis_url)
+    if url.scheme != "redis" or url.path.strip("/") not in ("", "0") or url.password:
+        raise RuntimeError("the socket floor needs a plain redis:// URL on database 0")
+    return url.hostname or "127.0.0.1", url.port or 6379
 
 
 def run(settings: Settings) -> list[Table]:
@@ -92,6 +116,11 @@ async def _async_table(settings: Settings) -> Table:
         lineup.add(ASYNC_RAW, raw_get)
         lineup.add(f"{ASYNC_RAW} + json.loads", raw_get_decoded)
         lineup.add(MGET_LABEL.format(client="redis.asyncio"), raw_mget)
+        name = FLOOR_LABEL.format(flavour="asyncio")
+        try:
+            lineup.add(name, await _async_floor(settings, both, stack))
+        except Exception as exc:
+            lineup.unavailable(name, exc)
 
         cache = AsyncCache.from_url(settings.redis_url, namespace=settings.namespace)
         stack.push_async_callback(cache.aclose)
@@ -139,6 +168,32 @@ async def _async_table(settings: Settings) -> Table:
         reference=ASYNC_RAW,
         goal=GOAL_TEXT.format(bound=0.75, flavour="asyncio"),
     )
+
+
+async def _async_floor(settings: Settings, keys: list[str], stack: AsyncExitStack) -> AsyncLoop:
+    packed, size = _mget_bytes(keys)
+    reader, writer = await asyncio.open_connection(*_address(settings.redis_url))
+    stack.push_async_callback(writer.wait_closed)
+    stack.callback(writer.close)
+
+    async def exchange() -> bytes:
+        writer.write(packed)
+        data = await reader.read(65_536)
+        while len(data) < size:
+            data += await reader.read(65_536)
+        return data
+
+    expect_hit((await exchange()).count(PAYLOAD_BYTES), 1, "the socket floor")
+
+    async def socket_mget(ops: int) -> None:
+        write, read = writer.write, reader.read
+        for _ in range(ops):
+            write(packed)
+            data = await read(65_536)
+            while len(data) < size:
+                data += await read(65_536)
+
+    return socket_mget
 
 
 async def _cashews(settings: Settings, stack: AsyncExitStack) -> AsyncLoop:
@@ -219,6 +274,11 @@ def _sync_table(settings: Settings) -> Table:
         lineup.add(SYNC_RAW, raw_get)
         lineup.add(f"{SYNC_RAW} + json.loads", raw_get_decoded)
         lineup.add(MGET_LABEL.format(client="redis"), raw_mget)
+        name = FLOOR_LABEL.format(flavour="blocking")
+        try:
+            lineup.add(name, _sync_floor(settings, both, stack))
+        except Exception as exc:
+            lineup.unavailable(name, exc)
 
         cache = Cache.from_url(settings.redis_url, namespace=settings.namespace)
         stack.callback(cache.close)
@@ -261,6 +321,32 @@ def _sync_table(settings: Settings) -> Table:
         reference=SYNC_RAW,
         goal=GOAL_TEXT.format(bound=0.6, flavour="sync"),
     )
+
+
+def _sync_floor(settings: Settings, keys: list[str], stack: ExitStack) -> SyncLoop:
+    packed, size = _mget_bytes(keys)
+    sock = socket.create_connection(_address(settings.redis_url))
+    stack.callback(sock.close)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def exchange() -> bytes:
+        sock.sendall(packed)
+        data = sock.recv(65_536)
+        while len(data) < size:
+            data += sock.recv(65_536)
+        return data
+
+    expect_hit(exchange().count(PAYLOAD_BYTES), 1, "the socket floor")
+
+    def socket_mget(ops: int) -> None:
+        send, receive = sock.sendall, sock.recv
+        for _ in range(ops):
+            send(packed)
+            data = receive(65_536)
+            while len(data) < size:
+                data += receive(65_536)
+
+    return socket_mget
 
 
 def _dogpile(settings: Settings, stack: ExitStack) -> SyncLoop:

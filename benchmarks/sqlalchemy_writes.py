@@ -9,6 +9,12 @@ transaction inserts its outbox row, and after the commit the change's four tags
 new versions; strict mode also marks them pending before the commit. Each batch ends
 with the relay's batched ``DELETE`` of its applied outbox rows, inside the timing.
 
+Two more rows of the asyncio table are floors, no cache library in them: the plain
+update with an outbox row of the same shape inserted in its transaction (through the
+same Core ``INSERT`` on the session's connection), and the same plus one raw redis-py
+``DEL`` of the change's four tag keys after the commit. The second is the least any
+cache can do that keeps both the outbox and read-after-write: commit mode's floor.
+
 Relay drain: ``outbox_rows`` rows, aged past the grace period as if their process had
 died after committing, are inserted (untimed), and ``AsyncOutboxRelay.run_once()`` is
 timed until the outbox is empty: claim 1,000 rows, invalidate their tags in one
@@ -30,9 +36,21 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack, ExitStack, contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, create_engine, delete, func, insert, select, text
+import redis.asyncio
+from sqlalchemy import (
+    Engine,
+    MetaData,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks import timing
 from benchmarks.lineup import Lineup
@@ -50,6 +68,7 @@ from freshcache.integrations.sqlalchemy import (
     outbox_table,
     rules_from_models,
 )
+from freshcache.integrations.sqlalchemy._outbox import outbox_row
 from tests.integrations.models import MODELS, Base, Challenge, User
 
 REFERENCE = "SQLAlchemy alone, no cache"
@@ -57,9 +76,13 @@ COMMIT = "freshcache commit mode"
 STRICT = "freshcache strict mode"
 STRICT_GOAL = at_most(1.3)
 COMMIT_GOAL = at_most(1.15)
+OUTBOX_FLOOR = "floor: SQLAlchemy + the outbox INSERT, no cache"
+COMMIT_FLOOR = "floor: SQLAlchemy + the outbox INSERT + one raw DEL of the tags"
 RELAY_SQL = "the relay's SQL alone: claim 1,000, delete, commit"
 RELAY = "freshcache AsyncOutboxRelay.run_once()"
 RELAY_GOAL = at_least_per_second(5_000)
+# The change's four tags, as the hooks give them (the floors' outbox rows carry the same).
+OUTBOX_TAGS = ["challenge:1", "challenge", "user:1:challenges", "user:1"]
 # The relay's loop never wakes during a run: each batch deletes its own applied rows.
 IDLE = 3600.0
 
@@ -172,6 +195,12 @@ async def _async_tables(
             goals = {"strict": STRICT_GOAL, "commit": COMMIT_GOAL}
             lineup.add(name, updates, goals.get(mode or ""))
 
+        raw = redis.asyncio.Redis.from_url(settings.redis_url)
+        stack.push_async_callback(raw.aclose)
+        for name, redis_client in ((OUTBOX_FLOOR, None), (COMMIT_FLOOR, raw)):
+            floor = _async_floor(engine, cache, outbox, challenge_id, titles, redis_client)
+            lineup.add(name, floor)
+
         results = await measure_async(lineup.loops, rounds=settings.rounds, ops=settings.updates)
         _check_manager(manager.metrics.failed_invalidations, manager.snapshot())
         async with engine.connect() as connection:
@@ -183,6 +212,43 @@ async def _async_tables(
             return [updates_table]
         relay_table = await _relay_table(settings, engine, manager, outbox)
     return [updates_table, relay_table]
+
+
+def _async_floor(
+    engine: AsyncEngine,
+    cache: AsyncCache,
+    outbox: Table,
+    challenge_id: int,
+    titles: Iterator[int],
+    raw: redis.asyncio.Redis | None,
+) -> AsyncLoop:
+    """The reference's update with the outbox row written in its transaction and, given ``raw``, one DEL after."""
+
+    class FloorSession(Session):
+        pass
+
+    sessions = async_sessionmaker(engine, expire_on_commit=False, sync_session_class=FloorSession)
+    repository = _AsyncChallenges(sessions, cache)
+    prefix = "floor:"
+
+    @event.listens_for(FloorSession, "before_commit")
+    def write_outbox_row(session: Session) -> None:
+        row = outbox_row(OUTBOX_TAGS, ["challenge"], source="floor")
+        session.connection().execute(insert(outbox), row)
+
+    keys = [prefix + tag for tag in OUTBOX_TAGS]
+    clear = delete(outbox).where(outbox.c.source == "floor")
+
+    async def updates(ops: int) -> None:
+        update = repository.update
+        for _ in range(ops):
+            await update(challenge_id, title=f"title {next(titles)}")
+            if raw is not None:
+                await raw.delete(*keys)
+        async with engine.begin() as connection:  # as the relay's batched delete
+            await connection.execute(clear)
+
+    return updates
 
 
 async def _check_async_invalidates(repository: _AsyncChallenges, challenge_id: int) -> None:

@@ -1,9 +1,11 @@
-"""The Redis backend's direct read path: what it keeps of redis-py's wrappers, on real servers.
+"""The Redis backend's direct path: what it keeps of redis-py's wrappers, on real servers.
 
-Reads (the hit's MGET, the GET_ENTRIES script) go through connections the backend holds
-and drives itself. Each test here checks one thing those wrappers gave: a read timeout,
-a bounded pool, one retry on a dropped connection, the NOSCRIPT fallback, a clean
-close; and that clients the path cannot drive keep redis-py's.
+Reads (the hit's MGET, the GET_ENTRIES script) and the tag scripts (invalidate, mark and
+clear pending marks) go through connections the backend holds and drives itself. Each
+test here checks one thing those wrappers gave: a read timeout, a bounded pool, one
+retry on a dropped connection, the NOSCRIPT fallback, a clean close; that clients the
+path cannot drive keep redis-py's; and that a tag script sent twice (the retry) leaves
+nothing more valid than one run would.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import redis.asyncio.sentinel
 from freshcache import BackendError, BackendTimeoutError
 from freshcache._async.backends.redis import AsyncRedisBackend
 from freshcache._async.backends.redis_pool import AsyncDirectPool
+from freshcache._entries import MISSING
 from freshcache._redis.connections import pack_text
 
 from ..concurrency import TIMEOUT, AsyncNursery, async_pause, async_wait_until
@@ -47,6 +50,17 @@ async def wait_for_no_clients(url: str) -> None:
             await async_pause()
     finally:
         await probe.aclose()
+
+
+async def kill_direct_connection(backend: AsyncRedisBackend, redis_url: str) -> int:
+    """Kill the direct path's one idle connection from another client; its id."""
+    killed: int = await direct(backend).call(CLIENT_ID)
+    killer = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        assert 1 == await killer.client_kill_filter(_id=killed)
+    finally:
+        await killer.aclose()
+    return killed
 
 
 @pytest.fixture
@@ -128,15 +142,10 @@ async def test_a_read_on_a_killed_connection_is_sent_again_on_a_new_one(
     """After the server drops the read's connection (CLIENT KILL), the read is sent once more on a new connection and hits."""
     await store(backend, "k", "v", ["t"])
     assert "v" == await backend.get("k", ["t"])
-    killed = await direct(backend).read(CLIENT_ID)
-    killer = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        assert 1 == await killer.client_kill_filter(_id=killed)
-    finally:
-        await killer.aclose()
+    killed = await kill_direct_connection(backend, redis_url)
 
     assert "v" == await backend.get("k", ["t"])
-    assert killed != await direct(backend).read(CLIENT_ID)
+    assert killed != await direct(backend).call(CLIENT_ID)
 
 
 async def test_without_retries_a_read_on_a_killed_connection_fails(
@@ -147,11 +156,7 @@ async def test_without_retries_a_read_on_a_killed_connection_fails(
     try:
         await store(backend, "k", "v", ["t"])
         assert "v" == await backend.get("k", ["t"])
-        killer = redis.asyncio.Redis.from_url(redis_url)
-        try:
-            await killer.client_kill_filter(_id=await direct(backend).read(CLIENT_ID))
-        finally:
-            await killer.aclose()
+        await kill_direct_connection(backend, redis_url)
 
         with pytest.raises(BackendError):
             await backend.get("k", ["t"])
@@ -191,6 +196,103 @@ async def test_the_script_is_sent_again_after_script_flush(backend: AsyncRedisBa
     assert "v" == await backend.get("k")
     assert {"k": "v"} == await backend.get_many(["k"])
     assert [True] == await backend.client.script_exists(sha)
+
+
+TAG_SCRIPTS = ["invalidate", "mark_pending", "clear_pending"]
+
+
+async def run_tag_script(backend: AsyncRedisBackend, name: str, tags: list[str]) -> None:
+    if name == "invalidate":
+        await backend.invalidate_tags(tags)
+    elif name == "mark_pending":
+        await backend.mark_pending(tags, token="writer", ttl=60)
+    else:
+        await backend.clear_pending(tags, token="writer", committed=True)
+
+
+@pytest.mark.parametrize("name", TAG_SCRIPTS)
+async def test_a_tag_script_is_sent_again_after_script_flush(
+    backend: AsyncRedisBackend, name: str
+) -> None:
+    """After SCRIPT FLUSH each tag script gets NOSCRIPT for its SHA, runs its text, and takes effect."""
+    await store(backend, "k", "v", ["t"])
+    await backend.client.script_flush()
+    sha = getattr(backend._scripts, name).sha
+
+    await run_tag_script(backend, name, ["t"])
+
+    assert [True] == await backend.client.script_exists(sha)
+    assert await backend.get("k", ["t"]) is MISSING
+
+
+@pytest.mark.parametrize("name", TAG_SCRIPTS)
+async def test_a_tag_script_on_a_killed_connection_is_sent_again_on_a_new_one(
+    backend: AsyncRedisBackend, redis_url: str, name: str
+) -> None:
+    """A tag script whose direct connection the server dropped is sent once more on a new one, and takes effect."""
+    await store(backend, "k", "v", ["t"])
+    killed = await kill_direct_connection(backend, redis_url)
+
+    await run_tag_script(backend, name, ["t"])
+
+    assert await backend.get("k", ["t"]) is MISSING
+    assert killed != await direct(backend).call(CLIENT_ID)
+
+
+async def test_without_retries_a_tag_script_on_a_killed_connection_fails(
+    redis_url: str, namespace: str
+) -> None:
+    """With retries=0 an invalidation on a killed direct connection fails with BackendError: it took the direct path."""
+    backend = AsyncRedisBackend.from_url(redis_url, namespace=namespace, retries=0)
+    try:
+        await store(backend, "k", "v", ["t"])
+        await kill_direct_connection(backend, redis_url)
+
+        with pytest.raises(BackendError):
+            await backend.invalidate_tags(["t"])
+        assert "v" == await backend.get("k", ["t"])  # nothing was applied
+        await backend.invalidate_tags(["t"])
+        assert await backend.get("k", ["t"]) is MISSING
+    finally:
+        await backend.aclose()
+
+
+async def test_a_tag_script_on_a_stalled_server_times_out(private_redis: RedisServer) -> None:
+    """An invalidation that gets no reply fails with BackendTimeoutError after about socket_timeout, and works once the server answers."""
+    backend = AsyncRedisBackend.from_url(private_redis.url, socket_timeout=0.2)
+    try:
+        await store(backend, "k", "v", ["t"])
+        with private_redis.paused():
+            started = time.monotonic()
+            with pytest.raises(BackendTimeoutError):
+                await backend.invalidate_tags(["t"])
+            assert 0.2 <= time.monotonic() - started < 2.0
+        await backend.invalidate_tags(["t"])
+        assert await backend.get("k", ["t"]) is MISSING
+    finally:
+        await backend.aclose()
+
+
+async def test_each_tag_script_run_twice_leaves_nothing_more_valid_than_once(
+    backend: AsyncRedisBackend,
+) -> None:
+    """The retry's premise: a second run of a mark keeps the version to restore, of a commit or an invalidation keeps the entry invalid."""
+    await store(backend, "marked", "v", ["a"])
+    await backend.mark_pending(["a"], token="writer", ttl=60)
+    await backend.mark_pending(["a"], token="writer", ttl=60)
+    await backend.clear_pending(["a"], token="writer", committed=False)
+    assert "v" == await backend.get("marked", ["a"])  # rolled back: the old version is back
+
+    for name in ("invalidate", "clear_pending"):
+        await store(backend, name, "v", [name])
+        if name == "clear_pending":
+            await backend.mark_pending([name], token="writer", ttl=60)
+        await run_tag_script(backend, name, [name])
+        await store(backend, name + "-after", "v", [name])  # a fill between the two runs
+        await run_tag_script(backend, name, [name])
+        assert await backend.get(name, [name]) is MISSING
+        assert await backend.get(name + "-after", [name]) is MISSING
+        assert {} == (await backend.describe_tag(name)).holders
 
 
 async def test_close_closes_every_connection(private_redis: RedisServer) -> None:

@@ -52,18 +52,18 @@ def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(
     try:
         assert "v" == cache.get_or_load("k", lambda: "v", tags=["t"])
         pool = cache.backend._direct
-        parent_id = pool.read(CLIENT_ID)
+        parent_id = pool.call(CLIENT_ID)
 
         def child() -> str:
             assert "v" == cache.get("k", tags=["t"])
             assert 0 == cache.metrics.backend_errors
-            return str(pool.read(CLIENT_ID))
+            return str(pool.call(CLIENT_ID))
 
         child_id = int(in_child(child))
 
         assert child_id != parent_id
         assert "v" == cache.get("k", tags=["t"])
-        assert parent_id == pool.read(CLIENT_ID)
+        assert parent_id == pool.call(CLIENT_ID)
         assert 0 == cache.metrics.backend_errors
     finally:
         cache.close()
@@ -78,7 +78,7 @@ def test_an_async_cache_forked_between_event_loops(redis_url: str, namespace: st
 
     async def hit_and_id() -> int:
         assert "v" == await cache.get_or_load("k", lambda: "v", tags=["t"])
-        return int(await pool.read(CLIENT_ID))
+        return int(await pool.call(CLIENT_ID))
 
     try:
         parent_id = loop.run_until_complete(hit_and_id())

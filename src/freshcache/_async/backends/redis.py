@@ -62,9 +62,9 @@ class AsyncRedisBackend(AsyncBackend):
         pickle_key: bytes | str | None = None,
         tag_ttl: Seconds = 86_400.0,
         owns_client: bool = False,
-        retry_dropped_reads: bool = True,
+        retry_dropped: bool = True,
     ) -> None:
-        """``retry_dropped_reads``: a read whose connection dropped is sent once more, on a new one."""
+        """``retry_dropped``: a command on the direct path whose connection dropped is sent once more, on a new one."""
         require_kind(client, (redis.asyncio.Redis, redis.asyncio.RedisCluster), "AsyncRedisBackend")
         keys = RedisKeys(namespace)
         if isinstance(serializer, str):
@@ -78,7 +78,7 @@ class AsyncRedisBackend(AsyncBackend):
         self._keys = keys
         self._scripts = scripts.register(client)
         # Reads go through connections held and driven here, where the client allows it.
-        self._direct: AsyncDirectPool | None = async_direct_pool(client, retry=retry_dropped_reads)
+        self._direct: AsyncDirectPool | None = async_direct_pool(client, retry=retry_dropped)
         self._header_parts = HeaderParts(serializer.name).of
         self._decode = serializer.loads
 
@@ -128,7 +128,7 @@ class AsyncRedisBackend(AsyncBackend):
             pickle_key=pickle_key,
             tag_ttl=tag_ttl if tag_ttl is not None else float(given.get("tag_ttl", 86_400.0)),
             owns_client=True,
-            retry_dropped_reads=retries > 0,
+            retry_dropped=retries > 0,
         )
 
     # Reads
@@ -142,7 +142,7 @@ class AsyncRedisBackend(AsyncBackend):
         direct = self._direct
         try:
             if direct is not None:
-                values: list[bytes | None] = await direct.read(pack_text("MGET", names))
+                values: list[bytes | None] = await direct.call(pack_text("MGET", names))
             else:
                 # execute_command, not mget(): the wrapper only re-checks its arguments.
                 values = await self.client.execute_command("MGET", *names)  # type: ignore[no-untyped-call]
@@ -190,7 +190,9 @@ class AsyncRedisBackend(AsyncBackend):
         direct = self._direct
         try:
             if direct is not None:
-                found = await self._read_script(direct, self._scripts.get_entries, names)
+                found = await self._direct_script(
+                    direct, self._scripts.get_entries, names, [self._keys.tag]
+                )
             else:
                 found = await self._scripts.get_entries(keys=names, args=[self._keys.tag])
         except Exception as exc:
@@ -202,19 +204,21 @@ class AsyncRedisBackend(AsyncBackend):
                 out[key] = self._payload(name, payload, stored_at)
         return out
 
-    async def _read_script(self, direct: AsyncDirectPool, script: Any, names: list[str]) -> Any:
-        """A read-only script (its keys ``names``, its argument the tag prefix), by its SHA.
+    async def _direct_script(
+        self, direct: AsyncDirectPool, script: Any, keys: list[str], args: list[str]
+    ) -> Any:
+        """``script`` on the direct path, by its SHA: only a script that may run twice.
 
         On NOSCRIPT (a restarted or flushed server) the script's text is sent with EVAL,
         which runs it and loads it again for the next calls.
         """
-        arguments = [str(len(names)), *names, self._keys.tag]
+        arguments = [str(len(keys)), *keys, *args]
         try:
-            return await direct.read(pack_text("EVALSHA", [script.sha, *arguments]))
+            return await direct.call(pack_text("EVALSHA", [script.sha, *arguments]))
         except redis.exceptions.ResponseError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-        return await direct.read(pack_text("EVAL", [script.script, *arguments]))
+        return await direct.call(pack_text("EVAL", [script.script, *arguments]))
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         if not keys:
@@ -304,22 +308,33 @@ class AsyncRedisBackend(AsyncBackend):
 
     # Tags
 
-    async def _run_on_tags(self, script: Any, tags: Sequence[str], *args: Any) -> None:
+    async def _run_on_tags(self, script: Any, tags: Sequence[str], *args: str) -> None:
+        """One of the tag scripts, each safe to run twice (see ``docs/design.md``)."""
         if not tags:
             return
         keys = self._keys.tags(tags) + self._keys.holds(tags)
-        with redis_errors:
-            await script(keys=keys, args=[len(tags), *args])
+        direct = self._direct
+        try:
+            if direct is not None:
+                await self._direct_script(direct, script, keys, [str(len(tags)), *args])
+            else:
+                await script(keys=keys, args=[len(tags), *args])
+        except Exception as exc:
+            redis_errors.reraise(exc)
 
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
         await self._run_on_tags(self._scripts.invalidate, tags)
 
     async def mark_pending(self, tags: Sequence[str], *, token: str, ttl: float) -> None:
-        await self._run_on_tags(self._scripts.mark_pending, tags, token, _ms(ttl))
+        await self._run_on_tags(self._scripts.mark_pending, tags, token, str(_ms(ttl)))
 
     async def clear_pending(self, tags: Sequence[str], *, token: str, committed: bool) -> None:
         await self._run_on_tags(
-            self._scripts.clear_pending, tags, token, "1" if committed else "0", _ms(self.tag_ttl)
+            self._scripts.clear_pending,
+            tags,
+            token,
+            "1" if committed else "0",
+            str(_ms(self.tag_ttl)),
         )
 
     async def tag_versions(self, tags: Sequence[str]) -> Mapping[str, str | None]:

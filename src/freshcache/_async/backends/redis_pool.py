@@ -1,8 +1,10 @@
-"""The Redis backend's read path: redis-py's connections, held in a pool of its own and driven directly.
+"""The Redis backend's direct path: redis-py's connections, held in a pool of its own and driven directly.
 
 A hit through redis-py's ``execute_command`` spends most of its CPU in the client's
-wrappers, not in the round trip (see ``docs/benchmarks.md``). Reads that change nothing
-(the hit's MGET, the GET_ENTRIES script) go through :class:`AsyncDirectPool` instead:
+wrappers, not in the round trip (see ``docs/benchmarks.md``). The commands that may be
+sent twice go through :class:`AsyncDirectPool` instead: the reads (the hit's MGET, the
+GET_ENTRIES script) and the tag scripts (invalidate, mark and clear pending marks,
+each of which only ever leaves an entry less valid when run again):
 redis-py still opens every connection (address, AUTH, TLS, RESP, database, client
 name, all from the client's own pool settings), and the pool then sends packed commands
 on them and reads the replies with hiredis (``freshcache._redis.connections``).
@@ -16,7 +18,7 @@ What the pool keeps of redis-py's guarantees, and how:
 - **never a stale reply**: a connection on which anything went wrong (a timeout, a
   drop, a cancellation, an error from Python) is closed, never reused;
 - **one retry on a dropped connection**, on a new connection, since every command sent
-  here is a read that may be sent twice; a timeout is not retried (a stalled server
+  here may be sent twice; a timeout is not retried (a stalled server
   would cost every read two timeouts), nor a failure to connect;
 - **fork safety**: a forked child leaves the parent's connections alone and opens its
   own (see ``freshcache._forks``);
@@ -24,8 +26,8 @@ What the pool keeps of redis-py's guarantees, and how:
   they come back; the pool stays usable after it, reconnecting, as redis-py's does.
 
 A client the pool does not know how to drive (Sentinel, Cluster, a subclass, RESP3,
-client-side caching, streaming credentials, no hiredis) gets no direct pool: its reads
-go through redis-py as every other command does.
+client-side caching, streaming credentials, no hiredis) gets no direct pool: these
+commands go through redis-py as every other command does.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ ResponseError = redis.exceptions.ResponseError
 
 
 def async_direct_pool(client: Any, *, retry: bool) -> AsyncDirectPool | None:
-    """A direct pool on ``client``'s settings, or None when its reads must stay with redis-py."""
+    """A direct pool on ``client``'s settings, or None when its commands must stay with redis-py."""
     if client.__class__ is not redis.asyncio.Redis:
         return None  # a Cluster, or a subclass that may change what a command does
     pool = client.connection_pool
@@ -74,7 +76,7 @@ def async_direct_pool(client: Any, *, retry: bool) -> AsyncDirectPool | None:
 
 
 class AsyncDirectPool:
-    """Connections opened by redis-py on ``pool``'s settings, held here and used for reads."""
+    """Connections opened by redis-py on ``pool``'s settings, held here and driven directly."""
 
     def __init__(
         self,
@@ -104,8 +106,8 @@ class AsyncDirectPool:
     def open_connections(self) -> int:
         return self._open
 
-    async def read(self, packed: bytes) -> Any:
-        """The reply to ``packed``, a command that changes nothing (it may be sent twice).
+    async def call(self, packed: bytes) -> Any:
+        """The reply to ``packed``, a command that may be sent twice.
 
         An error reply is raised as redis-py's ResponseError, a failure as redis-py's
         ConnectionError or TimeoutError (the backend maps both).

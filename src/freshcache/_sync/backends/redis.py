@@ -63,9 +63,9 @@ class RedisBackend(Backend):
         pickle_key: bytes | str | None = None,
         tag_ttl: Seconds = 86_400.0,
         owns_client: bool = False,
-        retry_dropped_reads: bool = True,
+        retry_dropped: bool = True,
     ) -> None:
-        """``retry_dropped_reads``: a read whose connection dropped is sent once more, on a new one."""
+        """``retry_dropped``: a command on the direct path whose connection dropped is sent once more, on a new one."""
         require_kind(client, (redis.Redis, redis.RedisCluster), "RedisBackend")
         keys = RedisKeys(namespace)
         if isinstance(serializer, str):
@@ -79,7 +79,7 @@ class RedisBackend(Backend):
         self._keys = keys
         self._scripts = scripts.register(client)
         # Reads go through connections held and driven here, where the client allows it.
-        self._direct: DirectPool | None = direct_pool(client, retry=retry_dropped_reads)
+        self._direct: DirectPool | None = direct_pool(client, retry=retry_dropped)
         self._header_parts = HeaderParts(serializer.name).of
         self._decode = serializer.loads
 
@@ -129,7 +129,7 @@ class RedisBackend(Backend):
             pickle_key=pickle_key,
             tag_ttl=tag_ttl if tag_ttl is not None else float(given.get("tag_ttl", 86_400.0)),
             owns_client=True,
-            retry_dropped_reads=retries > 0,
+            retry_dropped=retries > 0,
         )
 
     # Reads
@@ -143,7 +143,7 @@ class RedisBackend(Backend):
         direct = self._direct
         try:
             if direct is not None:
-                values: list[bytes | None] = direct.read(pack_text("MGET", names))
+                values: list[bytes | None] = direct.call(pack_text("MGET", names))
             else:
                 # execute_command, not mget(): the wrapper only re-checks its arguments.
                 values = self.client.execute_command("MGET", *names)  # type: ignore[no-untyped-call]
@@ -191,7 +191,9 @@ class RedisBackend(Backend):
         direct = self._direct
         try:
             if direct is not None:
-                found = self._read_script(direct, self._scripts.get_entries, names)
+                found = self._direct_script(
+                    direct, self._scripts.get_entries, names, [self._keys.tag]
+                )
             else:
                 found = self._scripts.get_entries(keys=names, args=[self._keys.tag])
         except Exception as exc:
@@ -203,19 +205,21 @@ class RedisBackend(Backend):
                 out[key] = self._payload(name, payload, stored_at)
         return out
 
-    def _read_script(self, direct: DirectPool, script: Any, names: list[str]) -> Any:
-        """A read-only script (its keys ``names``, its argument the tag prefix), by its SHA.
+    def _direct_script(
+        self, direct: DirectPool, script: Any, keys: list[str], args: list[str]
+    ) -> Any:
+        """``script`` on the direct path, by its SHA: only a script that may run twice.
 
         On NOSCRIPT (a restarted or flushed server) the script's text is sent with EVAL,
         which runs it and loads it again for the next calls.
         """
-        arguments = [str(len(names)), *names, self._keys.tag]
+        arguments = [str(len(keys)), *keys, *args]
         try:
-            return direct.read(pack_text("EVALSHA", [script.sha, *arguments]))
+            return direct.call(pack_text("EVALSHA", [script.sha, *arguments]))
         except redis.exceptions.ResponseError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-        return direct.read(pack_text("EVAL", [script.script, *arguments]))
+        return direct.call(pack_text("EVAL", [script.script, *arguments]))
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         if not keys:
@@ -305,22 +309,33 @@ class RedisBackend(Backend):
 
     # Tags
 
-    def _run_on_tags(self, script: Any, tags: Sequence[str], *args: Any) -> None:
+    def _run_on_tags(self, script: Any, tags: Sequence[str], *args: str) -> None:
+        """One of the tag scripts, each safe to run twice (see ``docs/design.md``)."""
         if not tags:
             return
         keys = self._keys.tags(tags) + self._keys.holds(tags)
-        with redis_errors:
-            script(keys=keys, args=[len(tags), *args])
+        direct = self._direct
+        try:
+            if direct is not None:
+                self._direct_script(direct, script, keys, [str(len(tags)), *args])
+            else:
+                script(keys=keys, args=[len(tags), *args])
+        except Exception as exc:
+            redis_errors.reraise(exc)
 
     def invalidate_tags(self, tags: Sequence[str]) -> None:
         self._run_on_tags(self._scripts.invalidate, tags)
 
     def mark_pending(self, tags: Sequence[str], *, token: str, ttl: float) -> None:
-        self._run_on_tags(self._scripts.mark_pending, tags, token, _ms(ttl))
+        self._run_on_tags(self._scripts.mark_pending, tags, token, str(_ms(ttl)))
 
     def clear_pending(self, tags: Sequence[str], *, token: str, committed: bool) -> None:
         self._run_on_tags(
-            self._scripts.clear_pending, tags, token, "1" if committed else "0", _ms(self.tag_ttl)
+            self._scripts.clear_pending,
+            tags,
+            token,
+            "1" if committed else "0",
+            str(_ms(self.tag_ttl)),
         )
 
     def tag_versions(self, tags: Sequence[str]) -> Mapping[str, str | None]:
