@@ -75,6 +75,7 @@ EXPECTED = {
         "freshcache commit mode",
         "freshcache strict mode",
         "floor: SQLAlchemy + the outbox INSERT, no cache",
+        "floor: SQLAlchemy + the outbox INSERT on the driver's cursor, no cache",
         "floor: SQLAlchemy + the outbox INSERT + one raw DEL of the tags",
         "the relay's SQL alone: claim 1,000, delete, commit",
         "freshcache AsyncOutboxRelay.run_once()",
