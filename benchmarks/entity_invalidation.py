@@ -10,11 +10,14 @@ calls into shared backend operations.
 The reference is a raw client doing the least any cache could: one ``DEL`` of the
 transaction's tag keys per transaction, each writer with a connection of its own. A
 table's figure is entity invalidations per second, the median over interleaved rounds.
+One more row, one writer, is freshcache's floor: the same invalidate script freshcache
+sends, by SHA, its bytes written on a bare socket and its reply read back, with no client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -26,6 +29,9 @@ from benchmarks.settings import Settings
 from benchmarks.tables import Table, at_least, at_least_per_second
 from benchmarks.timing import AsyncLoop, measure_async
 from freshcache import AsyncCache, AsyncInvalidationManager, EntityChange, Rules
+from freshcache._redis import scripts
+from freshcache._redis.connections import pack_text
+from freshcache._redis.keys import RedisKeys
 
 GOAL = at_least_per_second(20_000)
 # One writer against the raw client's one writer: a ratio of throughputs.
@@ -38,6 +44,9 @@ RULES = Rules().entity("challenge", tags=["challenge:{id}", "user:{user_id}:chal
 
 def run(settings: Settings) -> list[Table]:
     return asyncio.run(_tables(settings))
+
+
+FLOOR = "socket: the invalidate script's EVALSHA, no client, 1 writer (the floor)"
 
 
 def raw_name(writers: int) -> str:
@@ -94,7 +103,8 @@ async def _tables(settings: Settings) -> list[Table]:
         stack.push_async_callback(manager.aclose)
         await _check_invalidates(cache, manager)
         return [
-            await _table(settings, size, raw, cache, manager) for size in settings.transaction_sizes
+            await _table(settings, size, raw, cache, manager, stack)
+            for size in settings.transaction_sizes
         ]
 
 
@@ -104,6 +114,7 @@ async def _table(
     raw: redis.asyncio.Redis,
     cache: AsyncCache,
     manager: AsyncInvalidationManager,
+    stack: AsyncExitStack,
 ) -> Table:
     ids = itertools.count(1)  # each transaction takes fresh challenges
     prefix = f"{settings.namespace}:raw:"
@@ -119,6 +130,7 @@ async def _table(
             await raw.delete(*keys)
 
         lineup.add(raw_name(writers), _writers_loop(size, writers, raw_transaction))
+    lineup.add(FLOOR, _writers_loop(size, 1, await _floor_transaction(settings, ids, size, stack)))
 
     async def transaction() -> None:
         changes = [
@@ -161,6 +173,34 @@ async def _table(
     if note:
         table.notes.append(note)
     return table
+
+
+async def _floor_transaction(
+    settings: Settings, ids: Iterator[int], size: int, stack: AsyncExitStack
+) -> Callable[[], Awaitable[None]]:
+    """One transaction's invalidate script, as freshcache packs it, on a socket of its own."""
+    keys = RedisKeys(settings.namespace)
+    sha = hashlib.sha1(scripts.INVALIDATE.encode()).hexdigest()
+    reader, writer = await asyncio.open_connection(*settings.redis_address())
+    stack.push_async_callback(writer.wait_closed)
+    stack.callback(writer.close)
+    writer.write(pack_text("SCRIPT", ["LOAD", scripts.INVALIDATE]))
+    if (await reader.readuntil(b"\r\n")).strip() != f"${len(sha)}".encode():
+        raise RuntimeError("manager suite: the floor's SCRIPT LOAD failed")
+    await reader.readuntil(b"\r\n")
+
+    async def transaction() -> None:
+        tags: dict[str, None] = {}
+        for id_, user_id in _challenges(ids, size):
+            tags[f"challenge:{id_}"] = None
+            tags[f"user:{user_id}:challenges"] = None
+        names = keys.tags(list(tags)) + keys.holds(list(tags))
+        writer.write(pack_text("EVALSHA", [sha, str(len(names)), *names, str(len(tags))]))
+        reply = await reader.readuntil(b"\r\n")
+        if not reply.startswith(b":"):
+            raise RuntimeError(f"manager suite: the floor's script answered {reply!r}")
+
+    return transaction
 
 
 def _goal_text(size: int) -> str:

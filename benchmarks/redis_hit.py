@@ -60,13 +60,6 @@ def _mget_bytes(keys: list[str]) -> tuple[bytes, int]:
     return packed, len(reply)
 
 
-def _address(redis_url: str) -> tuple[str, int]:
-    url = urlsplit(redis_url)
-    if url.scheme != "redis" or url.path.strip("/") not in ("", "0") or url.password:
-        raise RuntimeError("the socket floor needs a plain redis:// URL on database 0")
-    return url.hostname or "127.0.0.1", url.port or 6379
-
-
 def run(settings: Settings) -> list[Table]:
     with warnings.catch_warnings():
         # aiocache and cashews call redis-py methods it deprecates: their business, not ours.
@@ -172,7 +165,7 @@ async def _async_table(settings: Settings) -> Table:
 
 async def _async_floor(settings: Settings, keys: list[str], stack: AsyncExitStack) -> AsyncLoop:
     packed, size = _mget_bytes(keys)
-    reader, writer = await asyncio.open_connection(*_address(settings.redis_url))
+    reader, writer = await asyncio.open_connection(*settings.redis_address())
     stack.push_async_callback(writer.wait_closed)
     stack.callback(writer.close)
 
@@ -325,7 +318,7 @@ def _sync_table(settings: Settings) -> Table:
 
 def _sync_floor(settings: Settings, keys: list[str], stack: ExitStack) -> SyncLoop:
     packed, size = _mget_bytes(keys)
-    sock = socket.create_connection(_address(settings.redis_url))
+    sock = socket.create_connection(settings.redis_address())
     stack.callback(sock.close)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

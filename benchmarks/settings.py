@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 # A user record of about 200 bytes of compact JSON: the payload every hit returns.
 PAYLOAD = {
@@ -44,6 +45,13 @@ class Settings:
     updates: int = 100  # single-row updates on PostgreSQL per contestant per round
     outbox_rows: int = 20_000  # rows the relay drains, per contestant per round
     relay_rounds: int = 5
+
+    def redis_address(self) -> tuple[str, int]:
+        """Host and port of ``redis_url``, for the floors that talk to Redis on a bare socket."""
+        url = urlsplit(self.redis_url)
+        if url.scheme != "redis" or url.path.strip("/") not in ("", "0") or url.password:
+            raise ValueError("the socket floors need a plain redis:// URL on database 0")
+        return url.hostname or "127.0.0.1", url.port or 6379
 
     @classmethod
     def for_run(cls, *, quick: bool, **overrides: object) -> Settings:

@@ -50,6 +50,21 @@ async def test_a_cancelled_leader_hands_over() -> None:
         await leader
 
 
+async def test_a_lone_caller_cancelled_mid_operation_has_its_tags_sent_again() -> None:
+    """A caller that went straight through and was cancelled before its operation returned leaves its tags queued: the next call sends them with its own."""
+    backend = GatedBackend()
+    batcher = AsyncTagBatcher(backend)
+    lone = asyncio.create_task(batcher.invalidate(["first"]))
+    await asyncio.wait_for(backend.in_flight.wait(), 5)
+    lone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await lone
+
+    await asyncio.wait_for(batcher.invalidate(["next"]), 5)
+
+    assert [["first"], ["first", "next"]] == backend.calls
+
+
 async def test_a_cancelled_waiter_does_not_stall_the_queue() -> None:
     """A caller cancelled while queued (or just promoted) is taken out: the others and every later call complete."""
     backend = GatedBackend()

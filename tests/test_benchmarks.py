@@ -65,6 +65,7 @@ EXPECTED = {
     "manager": [
         "redis.asyncio DEL of the tags, 1 writer",
         "redis.asyncio DEL of the tags, 16 writers",
+        "socket: the invalidate script's EVALSHA, no client, 1 writer (the floor)",
         "freshcache invalidate_entity, 1 writer",
         "freshcache invalidate_entity, 16 writers",
         "freshcache invalidate_entities, 1 writer",

@@ -144,10 +144,15 @@ INVALIDATE = (
     _HOLDERS
     + """
 local n = tonumber(ARGV[1])
-local now = now_ms()
+local now = nil  -- read once, and only for a tag some writer holds
 for i = 1, n do
   local hold = KEYS[n + i]
-  if redis.call('EXISTS', hold) == 1 and live_holders(hold, now) > 0 then
+  local held = redis.call('EXISTS', hold) == 1
+  if held then
+    now = now or now_ms()
+    held = live_holders(hold, now) > 0
+  end
+  if held then
     redis.call('HDEL', hold, 'prev')
   else
     redis.call('DEL', KEYS[i], hold)

@@ -2,7 +2,8 @@
 """Group commit for tag invalidations: concurrent callers share one backend operation.
 
 The first caller leads: it sends every tag queued so far in one ``invalidate_tags`` and
-wakes the callers whose tags went with it. Callers that arrive meanwhile queue up; when
+wakes the callers whose tags went with it; a caller that finds nothing queued and nothing
+in flight sends its own tags at once, with no queue entry to make. Callers that arrive meanwhile queue up; when
 the leader's operation returns, the oldest of them is promoted to lead the next one. A
 caller returns only once its own tags are applied, so read-after-write is unchanged; a
 lone caller waits for nothing but its own round trip.
@@ -47,6 +48,13 @@ class TagBatcher:
         return len(self._waiters)
 
     def invalidate(self, tags: Sequence[str]) -> None:
+        with self._guard:
+            alone = not self._leading and not self._tags
+            if alone:
+                self._leading = True
+        if alone:  # nothing queued, nothing in flight: send at once, no queue entry
+            self._send_alone(tags)
+            return
         waiter = _Waiter()
         with self._guard:
             self._tags.update(dict.fromkeys(tags))
@@ -64,6 +72,20 @@ class TagBatcher:
             raise
         if waiter.error is not None:
             raise waiter.error
+
+    def _send_alone(self, tags: Sequence[str]) -> None:
+        """A leader with no batch but its own tags: callers that arrive meanwhile queue up."""
+        try:
+            self.operations += 1
+            self.backend.invalidate_tags(tags)
+        except Exception:
+            raise
+        except BaseException:
+            with self._guard:  # interrupted: the next leader sends these tags again
+                self._tags = {**dict.fromkeys(tags), **self._tags}
+            raise
+        finally:
+            self._hand_over()
 
     def _flush(self, leader: _Waiter) -> None:
         with self._guard:
