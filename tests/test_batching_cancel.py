@@ -51,7 +51,7 @@ async def test_a_cancelled_leader_hands_over() -> None:
 
 
 async def test_a_lone_caller_cancelled_mid_operation_has_its_tags_sent_again() -> None:
-    """A caller that went straight through and was cancelled before its operation returned leaves its tags queued: the next call sends them with its own."""
+    """A caller alone in the batcher, cancelled before its operation returned, leaves its tags queued: the next call sends them with its own."""
     backend = GatedBackend()
     batcher = AsyncTagBatcher(backend)
     lone = asyncio.create_task(batcher.invalidate(["first"]))

@@ -22,6 +22,7 @@ from freshcache import BackendError, BackendTimeoutError
 from freshcache._async.backends.redis import AsyncRedisBackend
 from freshcache._async.backends.redis_pool import AsyncDirectPool
 from freshcache._entries import MISSING
+from freshcache._inspection import TagState
 from freshcache._redis.connections import pack_text
 
 from ..concurrency import TIMEOUT, AsyncNursery, async_pause, async_wait_until
@@ -239,20 +240,27 @@ async def test_a_tag_script_on_a_killed_connection_is_sent_again_on_a_new_one(
     assert killed != await direct(backend).call(CLIENT_ID)
 
 
+@pytest.mark.parametrize("name", TAG_SCRIPTS)
 async def test_without_retries_a_tag_script_on_a_killed_connection_fails(
-    redis_url: str, namespace: str
+    redis_url: str, namespace: str, name: str
 ) -> None:
-    """With retries=0 an invalidation on a killed direct connection fails with BackendError: it took the direct path."""
+    """With retries=0 a tag script on a killed direct connection fails with BackendError and changes nothing: it took the direct path."""
     backend = AsyncRedisBackend.from_url(redis_url, namespace=namespace, retries=0)
     try:
         await store(backend, "k", "v", ["t"])
+        if name == "clear_pending":
+            await backend.mark_pending(["t"], token="writer", ttl=60)
+        before = await backend.describe_tag("t")
         await kill_direct_connection(backend, redis_url)
 
         with pytest.raises(BackendError):
-            await backend.invalidate_tags(["t"])
-        assert "v" == await backend.get("k", ["t"])  # nothing was applied
-        await backend.invalidate_tags(["t"])
-        assert await backend.get("k", ["t"]) is MISSING
+            await run_tag_script(backend, name, ["t"])
+        after = await backend.describe_tag("t")
+        assert (before.version, set(before.holders)) == (after.version, set(after.holders))
+
+        await run_tag_script(backend, name, ["t"])  # on a new connection
+        done = await backend.describe_tag("t")
+        assert (before.version, set(before.holders)) != (done.version, set(done.holders))
     finally:
         await backend.aclose()
 
@@ -293,6 +301,55 @@ async def test_each_tag_script_run_twice_leaves_nothing_more_valid_than_once(
         assert await backend.get(name, [name]) is MISSING
         assert await backend.get(name + "-after", [name]) is MISSING
         assert {} == (await backend.describe_tag(name)).holders
+
+
+async def test_a_rollback_run_twice_around_another_writers_commit_restores_nothing(
+    backend: AsyncRedisBackend,
+) -> None:
+    """A rolls back (run twice), B marks and commits between the runs: the entry stays invalid, no version comes back."""
+    await store(backend, "k", "v", ["t"])
+    await backend.mark_pending(["t"], token="A", ttl=60)
+    await backend.clear_pending(["t"], token="A", committed=False)
+    assert "v" == await backend.get("k", ["t"])
+    await backend.mark_pending(["t"], token="B", ttl=60)
+    await backend.clear_pending(["t"], token="B", committed=True)
+
+    await backend.clear_pending(["t"], token="A", committed=False)  # A's second run
+
+    assert await backend.get("k", ["t"]) is MISSING
+    assert TagState("t", None) == await backend.describe_tag("t")
+
+
+async def test_a_mark_run_twice_around_another_writers_commit_then_rolled_back_restores_nothing(
+    backend: AsyncRedisBackend,
+) -> None:
+    """A marks (run twice), B marks and commits between the runs, then A rolls back: B's commit keeps the old version from coming back."""
+    await store(backend, "k", "v", ["t"])
+    await backend.mark_pending(["t"], token="A", ttl=60)
+    await backend.mark_pending(["t"], token="B", ttl=60)
+    await backend.clear_pending(["t"], token="B", committed=True)
+    await backend.mark_pending(["t"], token="A", ttl=60)  # A's second run
+
+    await backend.clear_pending(["t"], token="A", committed=False)
+
+    assert await backend.get("k", ["t"]) is MISSING
+    assert TagState("t", None) == await backend.describe_tag("t")
+
+
+async def test_marks_run_twice_by_two_writers_that_both_roll_back_restore_the_old_version(
+    backend: AsyncRedisBackend,
+) -> None:
+    """A marks (run twice) with B holding the tag too, and both roll back: nothing committed, so the entry is valid again."""
+    await store(backend, "k", "v", ["t"])
+    await backend.mark_pending(["t"], token="A", ttl=60)
+    await backend.mark_pending(["t"], token="B", ttl=60)
+    await backend.mark_pending(["t"], token="A", ttl=60)  # A's second run
+    await backend.clear_pending(["t"], token="B", committed=False)
+    assert await backend.get("k", ["t"]) is MISSING  # A still holds it
+
+    await backend.clear_pending(["t"], token="A", committed=False)
+
+    assert "v" == await backend.get("k", ["t"])
 
 
 async def test_close_closes_every_connection(private_redis: RedisServer) -> None:

@@ -23,6 +23,7 @@ from freshcache import BackendError, BackendTimeoutError
 from freshcache._sync.backends.redis import RedisBackend
 from freshcache._sync.backends.redis_pool import DirectPool
 from freshcache._entries import MISSING
+from freshcache._inspection import TagState
 from freshcache._redis.connections import pack_text
 
 from ..concurrency import TIMEOUT, Nursery, pause, wait_until
@@ -240,20 +241,27 @@ def test_a_tag_script_on_a_killed_connection_is_sent_again_on_a_new_one(
     assert killed != direct(backend).call(CLIENT_ID)
 
 
+@pytest.mark.parametrize("name", TAG_SCRIPTS)
 def test_without_retries_a_tag_script_on_a_killed_connection_fails(
-    redis_url: str, namespace: str
+    redis_url: str, namespace: str, name: str
 ) -> None:
-    """With retries=0 an invalidation on a killed direct connection fails with BackendError: it took the direct path."""
+    """With retries=0 a tag script on a killed direct connection fails with BackendError and changes nothing: it took the direct path."""
     backend = RedisBackend.from_url(redis_url, namespace=namespace, retries=0)
     try:
         store(backend, "k", "v", ["t"])
+        if name == "clear_pending":
+            backend.mark_pending(["t"], token="writer", ttl=60)
+        before = backend.describe_tag("t")
         kill_direct_connection(backend, redis_url)
 
         with pytest.raises(BackendError):
-            backend.invalidate_tags(["t"])
-        assert "v" == backend.get("k", ["t"])  # nothing was applied
-        backend.invalidate_tags(["t"])
-        assert backend.get("k", ["t"]) is MISSING
+            run_tag_script(backend, name, ["t"])
+        after = backend.describe_tag("t")
+        assert (before.version, set(before.holders)) == (after.version, set(after.holders))
+
+        run_tag_script(backend, name, ["t"])  # on a new connection
+        done = backend.describe_tag("t")
+        assert (before.version, set(before.holders)) != (done.version, set(done.holders))
     finally:
         backend.close()
 
@@ -294,6 +302,55 @@ def test_each_tag_script_run_twice_leaves_nothing_more_valid_than_once(
         assert backend.get(name, [name]) is MISSING
         assert backend.get(name + "-after", [name]) is MISSING
         assert {} == (backend.describe_tag(name)).holders
+
+
+def test_a_rollback_run_twice_around_another_writers_commit_restores_nothing(
+    backend: RedisBackend,
+) -> None:
+    """A rolls back (run twice), B marks and commits between the runs: the entry stays invalid, no version comes back."""
+    store(backend, "k", "v", ["t"])
+    backend.mark_pending(["t"], token="A", ttl=60)
+    backend.clear_pending(["t"], token="A", committed=False)
+    assert "v" == backend.get("k", ["t"])
+    backend.mark_pending(["t"], token="B", ttl=60)
+    backend.clear_pending(["t"], token="B", committed=True)
+
+    backend.clear_pending(["t"], token="A", committed=False)  # A's second run
+
+    assert backend.get("k", ["t"]) is MISSING
+    assert TagState("t", None) == backend.describe_tag("t")
+
+
+def test_a_mark_run_twice_around_another_writers_commit_then_rolled_back_restores_nothing(
+    backend: RedisBackend,
+) -> None:
+    """A marks (run twice), B marks and commits between the runs, then A rolls back: B's commit keeps the old version from coming back."""
+    store(backend, "k", "v", ["t"])
+    backend.mark_pending(["t"], token="A", ttl=60)
+    backend.mark_pending(["t"], token="B", ttl=60)
+    backend.clear_pending(["t"], token="B", committed=True)
+    backend.mark_pending(["t"], token="A", ttl=60)  # A's second run
+
+    backend.clear_pending(["t"], token="A", committed=False)
+
+    assert backend.get("k", ["t"]) is MISSING
+    assert TagState("t", None) == backend.describe_tag("t")
+
+
+def test_marks_run_twice_by_two_writers_that_both_roll_back_restore_the_old_version(
+    backend: RedisBackend,
+) -> None:
+    """A marks (run twice) with B holding the tag too, and both roll back: nothing committed, so the entry is valid again."""
+    store(backend, "k", "v", ["t"])
+    backend.mark_pending(["t"], token="A", ttl=60)
+    backend.mark_pending(["t"], token="B", ttl=60)
+    backend.mark_pending(["t"], token="A", ttl=60)  # A's second run
+    backend.clear_pending(["t"], token="B", committed=False)
+    assert backend.get("k", ["t"]) is MISSING  # A still holds it
+
+    backend.clear_pending(["t"], token="A", committed=False)
+
+    assert "v" == backend.get("k", ["t"])
 
 
 def test_close_closes_every_connection(private_redis: RedisServer) -> None:
