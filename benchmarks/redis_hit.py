@@ -7,11 +7,13 @@ the payload and a version what redis-py's round trip alone costs. The last raw r
 floor no client can go below: the same MGET's bytes written on a socket held open, and
 read back until the reply is complete, with no client library, no parsing and no
 timeout; in wall time it is mostly the kernel's and the server's share of a round trip.
+The tagless get's floor is the same for its script call, by SHA.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import socket
 import warnings
@@ -28,6 +30,8 @@ from benchmarks.settings import PAYLOAD, PAYLOAD_BYTES, Settings
 from benchmarks.tables import Table, at_most
 from benchmarks.timing import AsyncLoop, SyncLoop, measure, measure_async
 from freshcache import AsyncCache, Cache
+from freshcache._redis import scripts
+from freshcache._redis.keys import RedisKeys
 
 KEY = "hit"
 TAG = "hit-tag"
@@ -46,18 +50,37 @@ MGET_LABEL = "{client} MGET of payload + a 16-byte version"
 VERSION = b"0123456789abcdef"
 SYNC_RAW = "redis GET"
 FLOOR_LABEL = "{flavour} socket: the same MGET's bytes, no client (the floor)"
+SCRIPT_FLOOR_LABEL = "{flavour} socket: the tagless get's script by SHA, no client (its floor)"
+
+
+def _packed(*parts: bytes) -> bytes:
+    return b"*%d\r\n" % len(parts) + b"".join(
+        b"$%d\r\n%b\r\n" % (len(part), part) for part in parts
+    )
+
+
+def _reply_size(values: list[bytes]) -> int:
+    """The length of an array reply of these bulk strings."""
+    return len(b"*%d\r\n" % len(values)) + sum(
+        len(b"$%d\r\n%b\r\n" % (len(value), value)) for value in values
+    )
 
 
 def _mget_bytes(keys: list[str]) -> tuple[bytes, int]:
     """The packed MGET of ``keys`` and the length of its reply (the payload, then the version)."""
-    command = [b"MGET", *(key.encode() for key in keys)]
-    packed = b"*%d\r\n" % len(command) + b"".join(
-        b"$%d\r\n%b\r\n" % (len(part), part) for part in command
-    )
-    reply = b"*2\r\n" + b"".join(
-        b"$%d\r\n%b\r\n" % (len(value), value) for value in (PAYLOAD_BYTES, VERSION)
-    )
-    return packed, len(reply)
+    return _packed(b"MGET", *(key.encode() for key in keys)), _reply_size([PAYLOAD_BYTES, VERSION])
+
+
+def _script_bytes(settings: Settings, entry: bytes) -> tuple[bytes, int]:
+    """The tagless get's GET_ENTRIES call as freshcache sends it, and its reply's length."""
+    keys = RedisKeys(settings.namespace)
+    sha = hashlib.sha1(scripts.GET_ENTRIES.encode()).hexdigest().encode()
+    command = _packed(b"EVALSHA", sha, b"1", (keys.entry + KEY).encode(), keys.tag.encode())
+    return command, _reply_size([entry])
+
+
+def _stored_entry(settings: Settings) -> str:
+    return RedisKeys(settings.namespace).entry + KEY
 
 
 def run(settings: Settings) -> list[Table]:
@@ -111,7 +134,7 @@ async def _async_table(settings: Settings) -> Table:
         lineup.add(MGET_LABEL.format(client="redis.asyncio"), raw_mget)
         name = FLOOR_LABEL.format(flavour="asyncio")
         try:
-            lineup.add(name, await _async_floor(settings, both, stack))
+            lineup.add(name, await _async_floor(settings, *_mget_bytes(both), stack))
         except Exception as exc:
             lineup.unavailable(name, exc)
 
@@ -140,6 +163,13 @@ async def _async_table(settings: Settings) -> Table:
         lineup.add("freshcache AsyncCache.get_or_load (1 tag)", freshcache_get_or_load, ASYNC_GOAL)
         lineup.add("freshcache AsyncCache.get(tags=[tag])", freshcache_get, ASYNC_GOAL)
         lineup.add("freshcache AsyncCache.get (no tags)", freshcache_get_tagless, TAGLESS_GOAL)
+        name = SCRIPT_FLOOR_LABEL.format(flavour="asyncio")
+        try:
+            entry = await raw.get(_stored_entry(settings))
+            floor = await _async_floor(settings, *_script_bytes(settings, entry), stack)
+            lineup.add(name, floor)
+        except Exception as exc:
+            lineup.unavailable(name, exc)
 
         name = "cashews get (redis)"
         try:
@@ -163,8 +193,10 @@ async def _async_table(settings: Settings) -> Table:
     )
 
 
-async def _async_floor(settings: Settings, keys: list[str], stack: AsyncExitStack) -> AsyncLoop:
-    packed, size = _mget_bytes(keys)
+async def _async_floor(
+    settings: Settings, packed: bytes, size: int, stack: AsyncExitStack
+) -> AsyncLoop:
+    """``packed`` sent and its reply of ``size`` bytes read, on a socket of its own."""
     reader, writer = await asyncio.open_connection(*settings.redis_address())
     stack.push_async_callback(writer.wait_closed)
     stack.callback(writer.close)
@@ -176,7 +208,8 @@ async def _async_floor(settings: Settings, keys: list[str], stack: AsyncExitStac
             data += await reader.read(65_536)
         return data
 
-    expect_hit((await exchange()).count(PAYLOAD_BYTES), 1, "the socket floor")
+    data = await exchange()
+    expect_hit((len(data), data.count(PAYLOAD_BYTES)), (size, 1), "the socket floor")
 
     async def socket_mget(ops: int) -> None:
         write, read = writer.write, reader.read
@@ -269,7 +302,7 @@ def _sync_table(settings: Settings) -> Table:
         lineup.add(MGET_LABEL.format(client="redis"), raw_mget)
         name = FLOOR_LABEL.format(flavour="blocking")
         try:
-            lineup.add(name, _sync_floor(settings, both, stack))
+            lineup.add(name, _sync_floor(settings, *_mget_bytes(both), stack))
         except Exception as exc:
             lineup.unavailable(name, exc)
 
@@ -298,6 +331,12 @@ def _sync_table(settings: Settings) -> Table:
         lineup.add("freshcache Cache.get_or_load (1 tag)", freshcache_get_or_load, SYNC_GOAL)
         lineup.add("freshcache Cache.get(tags=[tag])", freshcache_get, SYNC_GOAL)
         lineup.add("freshcache Cache.get (no tags)", freshcache_get_tagless, TAGLESS_GOAL)
+        name = SCRIPT_FLOOR_LABEL.format(flavour="blocking")
+        try:
+            entry = raw.get(_stored_entry(settings))
+            lineup.add(name, _sync_floor(settings, *_script_bytes(settings, entry), stack))
+        except Exception as exc:
+            lineup.unavailable(name, exc)
 
         name = "dogpile.cache redis region.get"
         try:
@@ -316,8 +355,8 @@ def _sync_table(settings: Settings) -> Table:
     )
 
 
-def _sync_floor(settings: Settings, keys: list[str], stack: ExitStack) -> SyncLoop:
-    packed, size = _mget_bytes(keys)
+def _sync_floor(settings: Settings, packed: bytes, size: int, stack: ExitStack) -> SyncLoop:
+    """``packed`` sent and its reply of ``size`` bytes read, on a socket of its own."""
     sock = socket.create_connection(settings.redis_address())
     stack.callback(sock.close)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -329,7 +368,8 @@ def _sync_floor(settings: Settings, keys: list[str], stack: ExitStack) -> SyncLo
             data += sock.recv(65_536)
         return data
 
-    expect_hit(exchange().count(PAYLOAD_BYTES), 1, "the socket floor")
+    data = exchange()
+    expect_hit((len(data), data.count(PAYLOAD_BYTES)), (size, 1), "the socket floor")
 
     def socket_mget(ops: int) -> None:
         send, receive = sock.sendall, sock.recv

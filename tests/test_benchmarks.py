@@ -32,6 +32,7 @@ EXPECTED = {
         "freshcache AsyncCache.get_or_load (1 tag)",
         "freshcache AsyncCache.get(tags=[tag])",
         "freshcache AsyncCache.get (no tags)",
+        "asyncio socket: the tagless get's script by SHA, no client (its floor)",
         "cashews get (redis)",
         "aiocache RedisCache.get",
         "redis GET",
@@ -41,6 +42,7 @@ EXPECTED = {
         "freshcache Cache.get_or_load (1 tag)",
         "freshcache Cache.get(tags=[tag])",
         "freshcache Cache.get (no tags)",
+        "blocking socket: the tagless get's script by SHA, no client (its floor)",
         "dogpile.cache redis region.get",
     ],
     "memory": [
