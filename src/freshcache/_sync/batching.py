@@ -2,11 +2,11 @@
 """Group commit for tag invalidations: concurrent callers share one backend operation.
 
 The first caller leads: it sends every tag queued so far in one ``invalidate_tags`` and
-wakes the callers whose tags went with it; a caller that finds nothing queued and nothing
-in flight sends its own tags at once, with no queue entry to make. Callers that arrive meanwhile queue up; when
-the leader's operation returns, the oldest of them is promoted to lead the next one. A
-caller returns only once its own tags are applied, so read-after-write is unchanged; a
-lone caller waits for nothing but its own round trip.
+wakes the callers whose tags went with it (a caller that finds nothing queued and nothing
+in flight sends its own tags at once, with no queue entry to make). Callers that arrive
+meanwhile queue up; when the leader's operation returns, the oldest of them is promoted
+to lead the next one. A caller returns only once its own tags are applied, so
+read-after-write is unchanged; a lone caller waits for nothing but its own round trip.
 
 A leader whose own caller cancels it (a request timeout) leaves mid-operation: the
 backend did not fail, so nobody else is told it did. Its batch goes back to the head of

@@ -77,7 +77,8 @@ class AsyncRedisBackend(AsyncBackend):
         self._owns_client = owns_client
         self._keys = keys
         self._scripts = scripts.register(client)
-        # Reads go through connections held and driven here, where the client allows it.
+        # Reads and the tag scripts go through connections held and driven here, where
+        # the client allows it.
         self._direct: AsyncDirectPool | None = async_direct_pool(client, retry=retry_dropped)
         self._header_parts = HeaderParts(serializer.name).of
         self._decode = serializer.loads
