@@ -31,6 +31,7 @@ from benchmarks.tables import Table, at_most
 from benchmarks.timing import AsyncLoop, SyncLoop, measure, measure_async
 from freshcache import AsyncCache, Cache
 from freshcache._redis import scripts
+from freshcache._redis.connections import pack
 from freshcache._redis.keys import RedisKeys
 
 KEY = "hit"
@@ -53,12 +54,6 @@ FLOOR_LABEL = "{flavour} socket: the same MGET's bytes, no client (the floor)"
 SCRIPT_FLOOR_LABEL = "{flavour} socket: the tagless get's script by SHA, no client (its floor)"
 
 
-def _packed(*parts: bytes) -> bytes:
-    return b"*%d\r\n" % len(parts) + b"".join(
-        b"$%d\r\n%b\r\n" % (len(part), part) for part in parts
-    )
-
-
 def _reply_size(values: list[bytes]) -> int:
     """The length of an array reply of these bulk strings."""
     return len(b"*%d\r\n" % len(values)) + sum(
@@ -68,14 +63,14 @@ def _reply_size(values: list[bytes]) -> int:
 
 def _mget_bytes(keys: list[str]) -> tuple[bytes, int]:
     """The packed MGET of ``keys`` and the length of its reply (the payload, then the version)."""
-    return _packed(b"MGET", *(key.encode() for key in keys)), _reply_size([PAYLOAD_BYTES, VERSION])
+    return pack(b"MGET", *(key.encode() for key in keys)), _reply_size([PAYLOAD_BYTES, VERSION])
 
 
 def _script_bytes(settings: Settings, entry: bytes) -> tuple[bytes, int]:
     """The tagless get's GET_ENTRIES call as freshcache sends it, and its reply's length."""
     keys = RedisKeys(settings.namespace)
     sha = hashlib.sha1(scripts.GET_ENTRIES.encode()).hexdigest().encode()
-    command = _packed(b"EVALSHA", sha, b"1", (keys.entry + KEY).encode(), keys.tag.encode())
+    command = pack(b"EVALSHA", sha, b"1", (keys.entry + KEY).encode(), keys.tag.encode())
     return command, _reply_size([entry])
 
 

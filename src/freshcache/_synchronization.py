@@ -51,8 +51,8 @@ class CriticalSection:
     def around(self, function: Callable[[A, B], R]) -> Callable[[A, B], R]:
         """``function`` as a whole section: called under the lock.
 
-        A bare ``with`` on the ``threading.Lock`` enters and leaves it in C, where
-        ``with self`` would run ``__enter__`` and ``__exit__`` in Python.
+        The lock's own ``acquire`` and ``release``, bound once, run in C, where ``with self``
+        would run this class's ``__enter__`` and ``__exit__`` in Python on every call.
         """
         acquire, release = self._lock.acquire, self._lock.release
 
